@@ -1,0 +1,216 @@
+"""The records that flow through rstrace's pipeline.
+
+sources -> Segment / Unreachable -> ConnectionTable (track.py) -> Connection
+        -> rules (diagnose.py) -> Finding -> renderers
+
+Every field says its meaning and unit, in Zeek's manner where Zeek has the field.
+Timestamps are integer microseconds since the epoch: floats lose the last digit
+at today's epoch, and tcpdump prints microseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# TCP flag bits as they sit in byte 13 of the TCP header.
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+URG = 0x20
+ECE = 0x40
+CWR = 0x80
+
+
+@dataclass(slots=True)
+class Segment:
+    """One TCP segment as read from a capture (a packet, decoded once)."""
+
+    ts: int
+    """Capture time, microseconds since the epoch."""
+    iface: str | None
+    """Interface name when the capture says it (pcapng IDB, live handle); else None."""
+    version: int
+    """IP version: 4 or 6."""
+    src: str
+    """Source address, textual (inet_ntop)."""
+    dst: str
+    """Destination address, textual."""
+    sport: int
+    dport: int
+    flags: int
+    """TCP flags byte (FIN SYN RST PSH ACK URG ECE CWR = bits 0..7)."""
+    seq: int
+    ack: int
+    win: int
+    """Raw window field (not scaled)."""
+    payload: int
+    """TCP payload length from the IP header lengths (what was on the wire, not what was captured)."""
+    ttl: int
+    """IPv4 TTL or IPv6 hop limit."""
+    ip_id: int
+    """IPv4 identification; -1 for IPv6."""
+    df: bool
+    """IPv4 don't-fragment bit; False for IPv6."""
+    raw: bytes
+    """The IP packet as captured (starting at the IP header), for evidence lines."""
+    checksum_ok: bool | None = None
+    """TCP checksum verdict when --verify-checksums asked for it; None when not checked."""
+
+
+@dataclass(slots=True)
+class Unreachable:
+    """An ICMP destination-unreachable (or ICMPv6 type 1) quoting a TCP segment."""
+
+    ts: int
+    iface: str | None
+    version: int
+    src: str
+    """Who sent the ICMP error (the host or router that answered)."""
+    dst: str
+    icmp_type: int
+    icmp_code: int
+    ttl: int
+    quoted_src: str
+    """Source of the quoted (original) TCP segment: the client."""
+    quoted_dst: str
+    quoted_sport: int
+    quoted_dport: int
+    quoted_seq: int | None
+    """Sequence number of the quoted segment when the quote is long enough, else None."""
+    raw: bytes
+
+
+@dataclass(slots=True)
+class Evidence:
+    """A packet kept to show the user why a finding was made."""
+
+    ts: int
+    iface: str | None
+    raw: bytes
+    """The IP packet (IPv4 or IPv6), as captured."""
+    note: str = ""
+    """Why this packet matters, e.g. 'the SYN' or 'the reset'."""
+
+
+@dataclass(slots=True)
+class Side:
+    """What one endpoint of a connection did, as far as control packets show.
+
+    The rules read these fields, never Zeek's conn_state, so that findings are the
+    same whether or not data packets reached Python (the BPF prefilter drops them).
+    """
+
+    isn: int | None = None
+    """Initial sequence number (from this side's SYN or SYN-ACK)."""
+    syns: int = 0
+    """SYN (or SYN-ACK for the responder) packets sent, retransmissions included."""
+    syn_seqs: int = 0
+    """Distinct sequence numbers among those SYNs."""
+    first_syn_ts: int | None = None
+    last_syn_ts: int | None = None
+    fin_ts: int | None = None
+    rst_ts: int | None = None
+    """Time of this side's first RST."""
+    rst_flags: int = 0
+    rst_seq: int = 0
+    rst_ack: int = 0
+    rst_ttl: int = 0
+    rst_ip_id: int = 0
+    rst_df: bool = False
+    rst_answered_syn: bool = False
+    """The RST came while the peer's SYN was the last thing it sent (a SYN answered by RST)."""
+    ttls: set[int] = field(default_factory=set)
+    """TTLs of this side's packets sent before its first RST."""
+    pkts_after_rst: int = 0
+    """Packets this side sent after its own first RST (a live peer keeps talking: injection)."""
+    seq_bytes: int = 0
+    """Bytes this side sent, inferred from sequence numbers (FIN/RST seq - ISN - 1), like Zeek."""
+    payload_seen: int = 0
+    """Payload bytes in packets that reached the tracker (0 on the prefiltered path for data)."""
+
+
+@dataclass(slots=True)
+class Connection:
+    """One TCP connection: a 4-tuple from its first packet until it ends or goes idle.
+
+    The first block of fields is Zeek's conn.log with Zeek's meaning.
+    """
+
+    ts: int
+    """Time of the first packet, microseconds."""
+    uid: str
+    """Unique id of the connection (stable for a given capture)."""
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+    duration: int
+    """Microseconds from the first to the last packet."""
+    orig_bytes: int
+    """Payload bytes the originator sent, from sequence numbers (can be wrong, as Zeek warns)."""
+    resp_bytes: int
+    conn_state: str
+    """Zeek's conn_state: S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH."""
+    history: str
+    """Zeek's history letters (upper case: originator)."""
+    orig_pkts: int
+    orig_ip_bytes: int
+    resp_pkts: int
+    resp_ip_bytes: int
+    iface: str | None
+    """Interface of the first packet, when known."""
+    version: int
+    last_ts: int
+    """Time of the last packet, microseconds."""
+    orig: Side
+    resp: Side
+    unreachable: Unreachable | None = None
+    """An ICMP unreachable that quoted this connection's SYN."""
+    evidence: list[Evidence] = field(default_factory=list)
+    """Up to a few control packets (first SYN, first SYN-ACK, first RST of each side, ICMP)."""
+
+
+@dataclass(slots=True)
+class Finding:
+    """One diagnosed problem: a kind, where, how much, why, and what to do."""
+
+    kind: str
+    """One of KINDS (stable strings)."""
+    server: str | None
+    """Server address (the side that was connected to), or None for a scanner finding."""
+    ports: list[int]
+    """Server port(s); one unless the kind spread over many ports of one server."""
+    count: int
+    """Failed connections (or packets for 'injected') behind this finding."""
+    rate: float
+    """Failures per second over the observed window."""
+    first_ts: int
+    last_ts: int
+    clients: list[str]
+    """Client addresses (most frequent first)."""
+    ifaces: list[str]
+    """Interfaces where it was seen (empty when the capture does not say)."""
+    summary: str
+    """One paragraph a person can act on."""
+    next_steps: list[str]
+    details: dict[str, object] = field(default_factory=dict)
+    """Kind-specific facts (who reset, bytes before reset, TTLs, ICMP type...)."""
+    evidence: list[Evidence] = field(default_factory=list)
+    """1-3 packets, printed like tcpdump -n -v."""
+
+
+KINDS = (
+    "refused",
+    "listen-overflow",
+    "firewall-reject",
+    "timeout",
+    "abort",
+    "stale",
+    "scan",
+    "injected",
+    "half-open",
+    "unreachable",
+    "local",
+)
