@@ -46,7 +46,7 @@ class Segment:
     win: int
     """Raw window field (not scaled)."""
     payload: int
-    """TCP payload length from the IP header lengths (what was on the wire, not what was captured)."""
+    """TCP payload length from the IP header lengths (on the wire, not as captured)."""
     ttl: int
     """IPv4 TTL or IPv6 hop limit."""
     ip_id: int

@@ -1,0 +1,80 @@
+"""The offline pipeline: capture files -> records -> connections -> findings.
+
+Only wiring: reading is in sources/, tracking in track.py, rules in diagnose.py.
+Live capture feeds the same ConnectionTable and Diagnoser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rstrace.diagnose import Diagnoser, Verdict, build_findings
+from rstrace.model import Connection, Finding
+from rstrace.sources.capfile import CaptureReader, ReadSummary
+from rstrace.track import ConnectionTable
+
+
+@dataclass
+class AnalysisResult:
+    findings: list[Finding]
+    series: dict[str, dict[int, int]]
+    """Per kind: {epoch second: failed connections that started in it}."""
+    read: ReadSummary
+    connections: int
+    failed: int
+    window_s: float
+    """Seconds from the first to the last packet read (at least 1)."""
+    warnings: list[str] = field(default_factory=list)
+
+
+def analyze_files(
+    paths: list[str],
+    *,
+    mode: str = "control",
+    batch_size: int = 4096,
+    verify_checksums: bool = False,
+    on_connection: Callable[[Connection, Verdict | None], None] | None = None,
+) -> AnalysisResult:
+    """Read the files as one capture and diagnose it.
+
+    mode: "control" (BPF prefilter: SYN/FIN/RST and ICMP only, the fast path),
+    "all" (every TCP packet, for the connection log) or "none" (no prefilter).
+    on_connection: called with every connection as it finishes, and its failure verdict
+    (None for a connection that did not fail).
+    """
+    reader = CaptureReader(paths, mode=mode, batch_size=batch_size,
+                           verify_checksums=verify_checksums)  # fmt: skip
+    table = ConnectionTable(verify_checksums=verify_checksums)
+    diag = Diagnoser()
+    now = 0
+
+    def finish(conns: list[Connection]) -> None:
+        for conn in conns:
+            verdict = diag.add(conn, now)
+            if on_connection is not None:
+                on_connection(conn, verdict)
+
+    for batch in reader.batches():
+        if batch:
+            now = max(now, batch[-1].ts)
+        finish(table.feed(batch))
+    summary = reader.summary
+    if summary.last_ts is not None:
+        now = summary.last_ts
+    finish(table.flush())
+    for u in table.unmatched_unreachable:
+        diag.add_unmatched_unreachable(u)
+    window_s = 1.0
+    if summary.first_ts is not None and summary.last_ts is not None:
+        window_s = max((summary.last_ts - summary.first_ts) / 1e6, 1.0)
+    findings, series = build_findings(diag.settle(), window_s)
+    return AnalysisResult(
+        findings=findings,
+        series=series,
+        read=summary,
+        connections=diag.connections,
+        failed=diag.failed,
+        window_s=window_s,
+        warnings=list(summary.warnings),
+    )

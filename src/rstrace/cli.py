@@ -1,0 +1,141 @@
+"""Command line: parse, call, render. No diagnosis happens here."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rstrace import __version__
+
+EXIT_OK, EXIT_FAILURES, EXIT_ERROR = 0, 1, 2
+
+
+class _Group(click.Group):
+    def main(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # One-line errors, exit 2, never a traceback (click's own usage errors also exit 2).
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("rstrace: interrupted", err=True)
+            sys.exit(130)
+        except click.ClickException as e:
+            click.echo(f"rstrace: error: {e.format_message()}", err=True)
+            sys.exit(EXIT_ERROR)
+        except BrokenPipeError:
+            sys.exit(EXIT_OK)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rstrace")
+def main() -> None:
+    """Find failed TCP connections and the RST packets behind them:
+    which process, which port, and why."""
+
+
+ANALYZE_EXAMPLES = """
+\b
+examples:
+  rstrace analyze capture.pcap              # findings, worst first
+  rstrace analyze lo.pcapng eth0.pcap.gz    # several files are one capture
+  tcpdump -i any -w - | rstrace analyze -   # from a pipe
+  rstrace analyze --json capture.pcap       # stable JSON (schema rstrace.analyze/1)
+  rstrace analyze --format zeek-json f.pcap # one Zeek conn.log object per connection
+  rstrace analyze --connections f.pcap      # table of the failed connections
+  rstrace analyze --exit-code f.pcap        # exit 1 when failures were found
+"""
+
+
+@main.command(epilog=ANALYZE_EXAMPLES)
+@click.argument("files", nargs=-1, required=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Findings as JSON (schema rstrace.analyze/1)."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "zeek-json"]),
+    default="text",
+    help="text (default), json, or zeek-json: one conn.log object per connection.",
+)
+@click.option("--connections", is_flag=True, help="Print a table of the failed connections.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when failed connections were found.")
+@click.option(
+    "--verify-checksums",
+    is_flag=True,
+    help="Drop segments with bad TCP checksums (default: ignore checksums, like zeek -C; "
+    "locally sent packets carry unfinished checksums).",
+)
+@click.option("--top", default=20, show_default=True, help="Findings shown in text output.")
+@click.option(
+    "--no-prefilter",
+    is_flag=True,
+    hidden=True,
+    help="Decode every packet in Python (slow; for tests of the BPF prefilter).",
+)
+@click.option("--batch-size", default=4096, hidden=True, type=click.IntRange(1, 1 << 20))
+def analyze(
+    files: tuple[str, ...],
+    as_json: bool,
+    fmt: str,
+    connections: bool,
+    exit_code: bool,
+    verify_checksums: bool,
+    top: int,
+    no_prefilter: bool,
+    batch_size: int,
+) -> None:
+    """Diagnose failed TCP connections and RSTs in pcap/pcapng FILES (or - for stdin).
+
+    Reads pcap (micro/nanosecond, either byte order), pcapng (several interfaces),
+    gzip-compressed captures; Ethernet (VLAN), Linux cooked (SLL, SLL2), raw IP,
+    BSD loopback.
+    """
+    from rstrace.analyze import analyze_files
+    from rstrace.diagnose import Verdict
+    from rstrace.model import Connection
+    from rstrace.sources.capfile import CaptureError
+
+    if as_json:
+        fmt = "json"
+    failed_conns: list[Connection] = []
+    out = sys.stdout
+
+    def on_conn(c: Connection, verdict: Verdict | None) -> None:
+        if fmt == "zeek-json":
+            from rstrace.render.zeek import zeek_line
+
+            out.write(zeek_line(c) + "\n")
+        if connections and verdict is not None:
+            failed_conns.append(c)
+
+    mode = "none" if no_prefilter else ("all" if fmt == "zeek-json" or connections else "control")
+    want_conns = fmt == "zeek-json" or connections
+    try:
+        res = analyze_files(
+            list(files),
+            mode=mode,
+            batch_size=batch_size,
+            verify_checksums=verify_checksums,
+            on_connection=on_conn if want_conns else None,
+        )
+    except CaptureError as e:
+        click.echo(f"rstrace: error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    if fmt == "json":
+        from rstrace.render.json import render_json
+
+        out.write(render_json(res) + "\n")
+    elif fmt == "text":
+        if connections:
+            from rstrace.render.text import render_connections
+
+            render_connections(failed_conns, out)
+        else:
+            from rstrace.render.text import render_text
+
+            render_text(res, out, top=top)
+    for w in res.warnings:
+        click.echo(f"rstrace: warning: {w}", err=True)
+    if exit_code and res.failed:
+        sys.exit(EXIT_FAILURES)

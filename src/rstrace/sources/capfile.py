@@ -1,0 +1,390 @@
+"""Read capture files (pcap, pcapng, gzip, stdin) into batches of records.
+
+Two readers, one output:
+  * libpcap through pcapy-ng for plain pcap files and single-interface pcapng:
+    the BPF prefilter runs in C and `next_batch` crosses into Python once per
+    batch, so data packets never reach Python on the findings path;
+  * our own StreamReader (blockreader.py) for what libpcap cannot do: gzip,
+    stdin, pcapng with several interfaces (names and per-interface link types),
+    with the same BPF program applied per packet through pcapy's BPFProgram.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import pcapy
+
+from rstrace.model import Segment, Unreachable
+from rstrace.sources.blockreader import (
+    PCAPNG_SHB,
+    CaptureFormatError,
+    Interface,
+    StreamReader,
+)
+from rstrace.sources.bpf import all_tcp_filter, control_filter
+from rstrace.sources.decode import (
+    LINK_NAMES,
+    SUPPORTED_LINKTYPES,
+    DecodeStats,
+    decode_frame,
+    tcp_checksum_ok,
+)
+
+Record = Segment | Unreachable
+GZIP_MAGIC = b"\x1f\x8b"
+_META = struct.Struct("=IIII")
+
+
+class CaptureError(Exception):
+    """A capture that cannot be read at all: one line for the user, exit 2."""
+
+
+@dataclass
+class ReadSummary:
+    """What reading saw, for the run summary and JSON totals."""
+
+    files: list[str] = field(default_factory=list)
+    stats: DecodeStats = field(default_factory=DecodeStats)
+    warnings: list[str] = field(default_factory=list)
+    first_ts: int | None = None
+    last_ts: int | None = None
+    interfaces: set[str] = field(default_factory=set)
+    prefiltered: bool = False
+
+
+@dataclass
+class _Opened:
+    path: str
+    display: str
+    stream: BinaryIO | None
+    head: bytes
+    kind: str  # "pcap", "pcapng", "gzip"
+    first_ts: int
+
+
+class CaptureReader:
+    """Iterate batches of records from one or more capture files, in time order.
+
+    mode "control": the BPF prefilter passes control packets only (findings path).
+    mode "all": every TCP packet (connection log). mode "none": no prefilter at all.
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        mode: str = "control",
+        batch_size: int = 4096,
+        verify_checksums: bool = False,
+    ) -> None:
+        self.paths = paths
+        self.mode = mode
+        self.batch_size = batch_size
+        self.verify_checksums = verify_checksums
+        self.summary = ReadSummary(files=list(paths), prefiltered=mode != "none")
+
+    def batches(self) -> Iterator[list[Record]]:
+        opened = [self._open(p) for p in self.paths]
+        # Rotated files are one capture: read them in the order of their first packet.
+        opened.sort(key=lambda o: o.first_ts)
+        for item in opened:
+            try:
+                yield from self._read_one(item)
+            finally:
+                if item.stream is not None and item.stream is not sys.stdin.buffer:
+                    item.stream.close()
+
+    # -- opening ---------------------------------------------------------------
+
+    def _open(self, path: str) -> _Opened:
+        display = "<stdin>" if path == "-" else path
+        try:
+            if path == "-":
+                stream: BinaryIO = sys.stdin.buffer
+            else:
+                stream = open(path, "rb")  # noqa: SIM115 - closed after reading
+        except OSError as e:
+            raise CaptureError(f"{display}: {e.strerror or e}") from None
+        head = stream.read(4)
+        if head[:2] == GZIP_MAGIC:
+            # Decompressed as a stream: nothing is unpacked to disk or memory first.
+            inner = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")
+            try:
+                ihead = inner.read(4)
+            except (OSError, EOFError) as e:
+                raise CaptureError(f"{display}: corrupt gzip data ({e})") from None
+            return _Opened(path, display, inner, ihead, "gzip", _peek_ts(inner, ihead, path))
+        if len(head) < 4:
+            raise CaptureError(f"{display}: empty file, not a capture")
+        le = int.from_bytes(head, "little")
+        if le == PCAPNG_SHB:
+            kind = "pcapng"
+        elif le in (0xA1B2C3D4, 0xA1B23C4D) or int.from_bytes(head, "big") in (
+            0xA1B2C3D4,
+            0xA1B23C4D,
+        ):
+            kind = "pcap"
+        else:
+            raise CaptureError(f"{display}: not a pcap or pcapng capture")
+        if path == "-":
+            return _Opened(path, display, stream, head, kind, 0)
+        stream.close()
+        return _Opened(path, display, None, b"", kind, _first_ts_of_file(path))
+
+    # -- reading ---------------------------------------------------------------
+
+    def _read_one(self, item: _Opened) -> Iterator[list[Record]]:
+        if item.stream is None and item.kind == "pcap":
+            yield from self._read_libpcap(item, None)
+            return
+        if item.stream is None and item.kind == "pcapng":
+            idbs = _pcapng_interfaces(item.path)
+            if len(idbs) == 1:
+                yield from self._read_libpcap(item, idbs[0].name)
+                return
+            item.stream = open(item.path, "rb")  # noqa: SIM115 - closed by batches()
+        assert item.stream is not None
+        yield from self._read_stream(item)
+
+    def _bpf(self, linktype: int) -> pcapy.BPFProgram | None:
+        if self.mode == "none":
+            return None
+        text = control_filter(linktype) if self.mode == "control" else all_tcp_filter(linktype)
+        try:
+            return pcapy.compile(linktype, 262144, text, 1, 0)
+        except pcapy.PcapError:
+            return None
+
+    def _note(self, rec: Record | None, iface: str | None) -> Record | None:
+        if rec is None:
+            return None
+        s = self.summary
+        if s.first_ts is None or rec.ts < s.first_ts:
+            s.first_ts = rec.ts
+        if s.last_ts is None or rec.ts > s.last_ts:
+            s.last_ts = rec.ts
+        if iface:
+            s.interfaces.add(iface)
+        if self.verify_checksums and isinstance(rec, Segment):
+            rec.checksum_ok = tcp_checksum_ok(rec.raw)
+        return rec
+
+    def _read_libpcap(self, item: _Opened, iface: str | None) -> Iterator[list[Record]]:
+        try:
+            handle = pcapy.open_offline(item.path)
+        except pcapy.PcapError as e:
+            raise CaptureError(f"{item.display}: {e}") from None
+        linktype = handle.datalink()
+        self._check_linktype(linktype, item.display)
+        filt = self._filter_text(linktype)
+        if filt:
+            try:
+                handle.setfilter(filt)
+            except pcapy.PcapError:
+                self.summary.prefiltered = False
+        stats = self.summary.stats
+        stats.linktypes.add(linktype)
+        done = 0
+        while True:
+            try:
+                pkts, meta = handle.next_batch(self.batch_size)
+            except pcapy.PcapError as e:
+                # next_batch drops the whole batch when its last record is cut short:
+                # re-read from the last good batch packet by packet to lose nothing.
+                yield from self._salvage(item, iface, linktype, filt, done, str(e))
+                return
+            if not meta:
+                return
+            out: list[Record] = []
+            for sec, usec, off, caplen in _META.iter_unpack(meta):
+                rec = decode_frame(
+                    linktype, pkts[off : off + caplen], sec * 1_000_000 + usec, iface, stats
+                )
+                if rec is not None:
+                    out.append(rec)  # type: ignore[arg-type]
+                    self._note(rec, iface)
+            done += len(meta) // _META.size
+            yield out
+
+    def _salvage(
+        self,
+        item: _Opened,
+        iface: str | None,
+        linktype: int,
+        filt: str | None,
+        done: int,
+        error: str,
+    ) -> Iterator[list[Record]]:
+        handle = pcapy.open_offline(item.path)
+        if filt and self.summary.prefiltered:
+            handle.setfilter(filt)
+        if done:
+            handle.next_batch(done)  # these were read whole before
+        out: list[Record] = []
+        stats = self.summary.stats
+        while True:
+            try:
+                hdr, data = handle.next()
+            except pcapy.PcapError as e:
+                error = str(e)
+                break
+            if hdr is None:
+                break
+            sec, usec = hdr.getts()
+            rec = self._note(
+                decode_frame(linktype, data, sec * 1_000_000 + usec, iface, stats), iface
+            )
+            if rec is not None:
+                out.append(rec)
+            done += 1
+        if out:
+            yield out
+        self.summary.warnings.append(
+            f"{item.display}: reading stopped after {done} packets ({error}); "
+            "results cover what was read"
+        )
+
+    def _filter_text(self, linktype: int) -> str | None:
+        if self.mode == "none":
+            return None
+        prog = self._bpf(linktype)
+        if prog is None:
+            self.summary.prefiltered = False
+            return None
+        return control_filter(linktype) if self.mode == "control" else all_tcp_filter(linktype)
+
+    def _check_linktype(self, linktype: int, display: str) -> None:
+        if linktype not in SUPPORTED_LINKTYPES:
+            raise CaptureError(
+                f"{display}: unsupported link type {linktype} "
+                f"(supported: {', '.join(sorted(set(LINK_NAMES.values())))})"
+            )
+
+    def _read_stream(self, item: _Opened) -> Iterator[list[Record]]:
+        assert item.stream is not None
+        reader = StreamReader(item.stream, item.head)
+        stats = self.summary.stats
+        programs: dict[int, pcapy.BPFProgram | None] = {}
+        out: list[Record] = []
+        seen = 0
+        try:
+            for pkt in reader:
+                seen += 1
+                itf: Interface = reader.interfaces[pkt.iface]
+                lt = itf.linktype
+                if lt not in programs:
+                    if lt not in SUPPORTED_LINKTYPES:
+                        self.summary.warnings.append(
+                            f"{item.display}: interface {itf.name or pkt.iface} has unsupported "
+                            f"link type {lt}; its packets are skipped"
+                        )
+                        programs[lt] = None
+                    else:
+                        programs[lt] = self._bpf(lt)
+                        stats.linktypes.add(lt)
+                        if programs[lt] is None and self.mode != "none":
+                            self.summary.prefiltered = False
+                if lt not in SUPPORTED_LINKTYPES:
+                    continue
+                prog = programs[lt]
+                if prog is not None and not prog.filter(pkt.data):
+                    continue
+                rec = self._note(decode_frame(lt, pkt.data, pkt.ts, itf.name, stats), itf.name)
+                if rec is not None:
+                    out.append(rec)
+                    if len(out) >= self.batch_size:
+                        yield out
+                        out = []
+        except CaptureFormatError as e:
+            if out:
+                yield out
+                out = []
+            if seen == 0 and not reader.interfaces:
+                raise CaptureError(f"{item.display}: {e}") from None
+            self.summary.warnings.append(
+                f"{item.display}: reading stopped at byte {e.offset} after {seen} packets "
+                f"({e}); results cover what was read"
+            )
+        except (OSError, EOFError) as e:  # gzip: corrupt or cut-short compressed data
+            if out:
+                yield out
+                out = []
+            self.summary.warnings.append(
+                f"{item.display}: reading stopped after {seen} packets ({e}); "
+                "results cover what was read"
+            )
+        if out:
+            yield out
+
+
+class _Prefixed:
+    """A read-only stream that first returns bytes already read (the sniffed magic)."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n < 0:
+                out, self._head = self._head + self._stream.read(), b""
+                return out
+            out, self._head = self._head[:n], self._head[n:]
+            if len(out) < n:
+                out += self._stream.read(n - len(out))
+            return out
+        return self._stream.read(n)
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _first_ts_of_file(path: str) -> int:
+    with open(path, "rb") as f:
+        return _peek_ts(f, b"", path, rewind=False)
+
+
+def _peek_ts(stream: BinaryIO, head: bytes, path: str, rewind: bool = True) -> int:
+    """First packet's timestamp, for ordering rotated files; 0 when unknown."""
+    if not rewind:
+        try:
+            for pkt in StreamReader(stream, head):
+                return pkt.ts
+        except CaptureFormatError:
+            return 0
+        return 0
+    # A gzip stream cannot be rewound cheaply: reopen it to peek.
+    if path == "-":
+        return 0
+    try:
+        with gzip.open(path, "rb") as g:
+            for pkt in StreamReader(g):  # type: ignore[arg-type]
+                return pkt.ts
+    except (CaptureFormatError, OSError, EOFError):
+        return 0
+    return 0
+
+
+def _pcapng_interfaces(path: str) -> list[Interface]:
+    """The interfaces declared before the first packet (libpcap can read 1, not more)."""
+    with open(path, "rb") as f:
+        reader = StreamReader(f)
+        try:
+            for _ in reader:
+                break
+        except CaptureFormatError:
+            pass
+        return list(reader.interfaces)
+
+
+def file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
