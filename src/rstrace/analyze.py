@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from rstrace.diagnose import Diagnoser, Verdict, build_findings
 from rstrace.model import Connection, Finding
-from rstrace.sources.capfile import CaptureReader, ReadSummary
+from rstrace.sources.capfile import CaptureError, CaptureReader, ReadSummary
 from rstrace.track import ConnectionTable
 
 
@@ -60,6 +60,10 @@ def analyze_files(
             now = max(now, batch[-1].ts)
         finish(table.feed(batch))
     summary = reader.summary
+    if len(summary.empty_files) == len(paths):
+        raise CaptureError(f"{', '.join(summary.empty_files)}: capture holds no packets")
+    for name in summary.empty_files:
+        summary.warnings.append(f"{name}: capture holds no packets")
     if summary.last_ts is not None:
         now = summary.last_ts
     finish(table.flush())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -24,6 +25,15 @@ class _Group(click.Group):
             sys.exit(EXIT_ERROR)
         except BrokenPipeError:
             sys.exit(EXIT_OK)
+        except Exception as e:  # a bug: still one line, and a way to see more
+            if os.environ.get("RSTRACE_DEBUG"):
+                raise
+            click.echo(
+                f"rstrace: internal error: {type(e).__name__}: {e} "
+                "(run with RSTRACE_DEBUG=1 for the traceback, and please report it)",
+                err=True,
+            )
+            sys.exit(EXIT_ERROR)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from rstrace.model import ACK, Connection, Evidence, Finding, Unreachable
+from rstrace.model import ACK, Connection, Evidence, Finding, Side, Unreachable
 
 SCAN_MIN_PORTS = 15
 """Distinct failed ports from one source that make it a scanner (Zeek's scan.zeek default)."""
@@ -107,10 +107,19 @@ def classify(conn: Connection, now_ts: int) -> Verdict | None:
                 "reset_by": who,
                 "after_close": closed_before,
                 "bytes_by_resetter": side.seq_bytes,
-                "bytes_by_peer": peer.seq_bytes,
+                "bytes_by_peer": _peer_bytes(side, peer),
             }
         return v
     return None
+
+
+def _peer_bytes(resetter: Side, peer: Side) -> int:
+    """Bytes the peer sent: its FIN/RST tells, or else the RST's ack acknowledged them."""
+    if resetter.rst_flags & ACK and peer.isn is not None:
+        acked = (resetter.rst_ack - peer.isn - 1) & 0xFFFFFFFF
+        if acked < 1 << 31:  # a wrapped (negative) difference means no data
+            return max(peer.seq_bytes, acked)
+    return peer.seq_bytes
 
 
 def _injected_side(conn: Connection) -> dict[str, object] | None:

@@ -124,7 +124,7 @@ class Side:
     ttls: set[int] = field(default_factory=set)
     """TTLs of this side's packets sent before its first RST."""
     pkts_after_rst: int = 0
-    """Packets this side sent after its own first RST (a live peer keeps talking: injection)."""
+    """SYN/FIN packets this side sent after its first RST (a live peer keeps talking: injection)."""
     seq_bytes: int = 0
     """Bytes this side sent, inferred from sequence numbers (FIN/RST seq - ISN - 1), like Zeek."""
     payload_seen: int = 0

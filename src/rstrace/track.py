@@ -254,9 +254,10 @@ class _Endpoint:
         self.ttls: set[int] | None = None
         self.after_rst = 0
         self.payload = 0
-        self.ev_syn: Evidence | None = None
-        self.ev_synack: Evidence | None = None
-        self.ev_rst: Evidence | None = None
+        # First SYN, SYN-ACK and RST segments, kept whole for evidence.
+        self.ev_syn: Segment | None = None
+        self.ev_synack: Segment | None = None
+        self.ev_rst: Segment | None = None
 
 
 class _Conn:
@@ -864,7 +865,9 @@ class ConnectionTable:
     def _control(c: _Conn, ep: _Endpoint, peer: _Endpoint, s: Segment, ts: int, flags: int) -> None:
         """Side facts from a SYN/FIN/RST packet: the same with or without the prefilter."""
         if ep.rst_ts is not None:
-            ep.after_rst += 1
+            # More RSTs are normal (each late segment gets one); a FIN or SYN-ACK is not.
+            if not flags & RST:
+                ep.after_rst += 1
         elif flags & RST:
             ep.rst_ts = ts
             ep.rst_flags = flags
@@ -874,7 +877,7 @@ class ConnectionTable:
             ep.rst_ip_id = s.ip_id
             ep.rst_df = s.df
             ep.rst_answered = (peer.syn_n > 0 or peer.sa_n > 0) and ep.sa_n == 0
-            ep.ev_rst = Evidence(ts, s.iface, s.raw)
+            ep.ev_rst = s
         else:
             if ep.ttls is None:
                 ep.ttls = {s.ttl}
@@ -886,7 +889,7 @@ class ConnectionTable:
                 if ep.sa_n == 0:
                     ep.sa_seq0 = seq
                     ep.sa_first = ts
-                    ep.ev_synack = Evidence(ts, s.iface, s.raw)
+                    ep.ev_synack = s
                 elif seq != ep.sa_seq0:
                     if ep.sa_seqs is None:
                         ep.sa_seqs = {seq}
@@ -898,7 +901,7 @@ class ConnectionTable:
                 if ep.syn_n == 0:
                     ep.syn_seq0 = seq
                     ep.syn_first = ts
-                    ep.ev_syn = Evidence(ts, s.iface, s.raw)
+                    ep.ev_syn = s
                 elif seq != ep.syn_seq0:
                     if ep.syn_seqs is None:
                         ep.syn_seqs = {seq}

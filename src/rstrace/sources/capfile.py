@@ -12,7 +12,6 @@ Two readers, one output:
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 import sys
 from collections.abc import Iterator
@@ -57,6 +56,8 @@ class ReadSummary:
     last_ts: int | None = None
     interfaces: set[str] = field(default_factory=set)
     prefiltered: bool = False
+    empty_files: list[str] = field(default_factory=list)
+    """Files that hold no packet at all."""
 
 
 @dataclass
@@ -200,6 +201,8 @@ class CaptureReader:
                 yield from self._salvage(item, iface, linktype, filt, done, str(e))
                 return
             if not meta:
+                if done == 0 and _holds_no_packets(item.path):
+                    self.summary.empty_files.append(item.display)
                 return
             out: list[Record] = []
             for sec, usec, off, caplen in _META.iter_unpack(meta):
@@ -321,6 +324,17 @@ class CaptureReader:
             )
         if out:
             yield out
+        if seen == 0 and not self.summary.warnings:
+            self.summary.empty_files.append(item.display)
+
+
+def _holds_no_packets(path: str) -> bool:
+    """True when a file libpcap opened has no packet at all (not just none past the filter)."""
+    try:
+        hdr, _ = pcapy.open_offline(path).next()
+    except pcapy.PcapError:
+        return False
+    return hdr is None
 
 
 class _Prefixed:
@@ -381,10 +395,3 @@ def _pcapng_interfaces(path: str) -> list[Interface]:
         except CaptureFormatError:
             pass
         return list(reader.interfaces)
-
-
-def file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
