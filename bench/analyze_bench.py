@@ -1,0 +1,275 @@
+"""Benchmark `rstrace analyze` against tcpdump reading the same capture, in the same run.
+
+    python3 bench/analyze_bench.py                # bench/out/big.pcap (build it first)
+    python3 bench/analyze_bench.py --quick        # bench/out/quick.pcap, ~50 MB, ~1 minute
+    python3 bench/analyze_bench.py --capture F    # any Ethernet pcap
+
+Absolute times are noise on a shared machine; only ratios measured in the same run count.
+Runs are paired A B A B ...: A is rstrace, B is tcpdump with a BPF filter passing the same
+control packets (SYN/FIN/RST, IPv4 and IPv6), each pair gives one ratio A/B; we report
+the median, min and max of the ratios, and the peak RSS of every child (wait4 rusage).
+
+Paths:
+  findings   rstrace analyze --json FILE >/dev/null          target <= 1.7x, RSS < 150 MB
+  zeek-json  rstrace analyze --format zeek-json FILE >/dev/null   target <= 5x
+  tshark     tshark -q -z conv,tcp -r FILE (reference only, one or two runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from pcapstats import pcap_stats  # noqa: E402
+
+TCPDUMP_FILTER = (
+    "(tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0) or (ip6 and ip6[6] == 6 and ip6[53] & 7 != 0)"
+)
+TARGETS = {"findings": (1.7, 150.0), "zeek-json": (5.0, None)}
+
+
+@dataclass
+class Run:
+    wall_s: float
+    maxrss_mb: float
+    rc: int
+    stderr: str
+
+
+@dataclass
+class PathResult:
+    name: str
+    cmd: list[str]
+    runs: list[Run] = field(default_factory=list)
+    ref_runs: list[Run] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ratios(self) -> list[float]:
+        return [a.wall_s / b.wall_s for a, b in zip(self.runs, self.ref_runs, strict=False)]
+
+    def as_dict(self) -> dict[str, object]:
+        r = self.ratios
+        return {
+            "name": self.name,
+            "cmd": " ".join(self.cmd),
+            "error": self.error,
+            "ratio_median": round(statistics.median(r), 3) if r else None,
+            "ratio_min": round(min(r), 3) if r else None,
+            "ratio_max": round(max(r), 3) if r else None,
+            "wall_s": [round(x.wall_s, 3) for x in self.runs],
+            "ref_wall_s": [round(x.wall_s, 3) for x in self.ref_runs],
+            "peak_rss_mb": round(max(x.maxrss_mb for x in self.runs), 1) if self.runs else None,
+            "ref_peak_rss_mb": (
+                round(max(x.maxrss_mb for x in self.ref_runs), 1) if self.ref_runs else None
+            ),
+        }
+
+
+def run_child(cmd: list[str], stdout_path: str | None = None) -> Run:
+    """Run cmd with stdout to /dev/null (or a file); wall time and this child's peak RSS."""
+    with (
+        open(stdout_path or os.devnull, "wb") as out,
+        tempfile.TemporaryFile() as err,
+    ):
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read().decode(errors="replace")
+    return Run(wall, ru.ru_maxrss / 1024.0, p.returncode, text)
+
+
+def warm_page_cache(path: str) -> float:
+    t0 = time.perf_counter()
+    with open(path, "rb") as f:
+        while f.read(8 << 20):
+            pass
+    return time.perf_counter() - t0
+
+
+def paired(name: str, cmd: list[str], ref: list[str], pairs: int) -> PathResult:
+    res = PathResult(name, cmd)
+    for i in range(pairs):
+        a = run_child(cmd)
+        if a.rc != 0:
+            res.error = f"exit {a.rc}: {a.stderr.strip().splitlines()[-1:] or ''}"
+            print(f"  {name}: FAILED ({res.error})", flush=True)
+            return res
+        b = run_child(ref)
+        if b.rc != 0:
+            raise SystemExit(f"tcpdump failed (exit {b.rc}): {b.stderr.strip()}")
+        res.runs.append(a)
+        res.ref_runs.append(b)
+        print(
+            f"  {name} pair {i + 1}/{pairs}: rstrace {a.wall_s:.3f} s ({a.maxrss_mb:.0f} MB), "
+            f"tcpdump {b.wall_s:.3f} s ({b.maxrss_mb:.0f} MB), ratio {a.wall_s / b.wall_s:.2f}",
+            flush=True,
+        )
+    return res
+
+
+def rstrace_cmd() -> list[str]:
+    exe = shutil.which("rstrace")
+    if exe is None:
+        raise SystemExit("rstrace is not on PATH (pip install -e .)")
+    return [exe]
+
+
+def ensure_quick_capture(path: str, size_mb: float) -> None:
+    if os.path.exists(path):
+        return
+    print(f"building {path} ({size_mb:g} MB) with make_capture.py ...", flush=True)
+    subprocess.run(
+        [sys.executable, str(BENCH / "make_capture.py"), "--size-mb", str(size_mb), "--out", path],
+        check=True,
+    )
+
+
+def fmt_table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--capture", help="pcap to read (default bench/out/big.pcap)")
+    ap.add_argument("--quick", action="store_true", help="small capture (built if missing)")
+    ap.add_argument("--quick-size-mb", type=float, default=50.0)
+    ap.add_argument("--pairs", type=int, default=5, help="A/B pairs per path (default 5)")
+    ap.add_argument("--tshark-runs", type=int, default=None, help="default 1 (2 with --quick)")
+    ap.add_argument(
+        "--skip", action="append", default=[], choices=["findings", "zeek-json", "tshark"]
+    )
+    ap.add_argument("--json-out", help="write the results as JSON here")
+    a = ap.parse_args()
+    if a.pairs < 1 or a.pairs > 50:
+        ap.error("--pairs must be within 1..50")
+    if a.quick:
+        cap = a.capture or str(BENCH / "out" / "quick.pcap")
+        ensure_quick_capture(cap, a.quick_size_mb)
+    else:
+        cap = a.capture or str(BENCH / "out" / "big.pcap")
+    if not os.path.exists(cap):
+        raise SystemExit(f"{cap} does not exist: build it with python3 bench/make_capture.py")
+    tshark_runs = a.tshark_runs if a.tshark_runs is not None else (2 if a.quick else 1)
+
+    st = pcap_stats(cap)
+    print(st.summary(), flush=True)
+    warm = warm_page_cache(cap)
+    print(f"warm-up read: {warm:.2f} s ({st.bytes / warm / 1e6:.0f} MB/s)", flush=True)
+
+    rs = rstrace_cmd()
+    tcpdump = ["tcpdump", "-n", "-r", cap, "-w", "/dev/null", TCPDUMP_FILTER]
+    results: list[PathResult] = []
+    extra: dict[str, object] = {}
+
+    # Warm-up run (not measured): compiles .pyc files, and its output gives the counts.
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        out_path = tmp.name
+    try:
+        w = run_child([*rs, "analyze", "--json", cap], stdout_path=out_path)
+        if w.rc == 0:
+            doc = json.loads(Path(out_path).read_text())
+            extra["rstrace_json_keys"] = sorted(doc)[:20]
+            for k in ("totals", "summary", "read"):
+                if isinstance(doc.get(k), dict):
+                    extra[f"rstrace_{k}"] = doc[k]
+            print(f"warm-up rstrace --json: {w.wall_s:.2f} s, {w.maxrss_mb:.0f} MB", flush=True)
+        else:
+            print(f"warm-up rstrace --json failed: {w.stderr.strip()[-300:]}", flush=True)
+    finally:
+        os.unlink(out_path)
+
+    if "findings" not in a.skip:
+        print("findings path (A = rstrace analyze --json, B = tcpdump filter):", flush=True)
+        results.append(paired("findings", [*rs, "analyze", "--json", cap], tcpdump, a.pairs))
+    if "zeek-json" not in a.skip:
+        print("zeek-json path (A = rstrace analyze --format zeek-json, B = tcpdump):", flush=True)
+        zcmd = [*rs, "analyze", "--format", "zeek-json", cap]
+        results.append(paired("zeek-json", zcmd, tcpdump, a.pairs))
+    tshark: PathResult | None = None
+    if "tshark" not in a.skip and tshark_runs > 0 and shutil.which("tshark"):
+        tshark = PathResult("tshark conv,tcp", ["tshark", "-q", "-z", "conv,tcp", "-r", cap])
+        print(f"tshark reference ({tshark_runs} run(s), each paired with tcpdump):", flush=True)
+        for _ in range(tshark_runs):
+            tr = run_child(tshark.cmd)
+            tb = run_child(tcpdump)
+            tshark.runs.append(tr)
+            tshark.ref_runs.append(tb)
+            print(f"  tshark {tr.wall_s:.2f} s ({tr.maxrss_mb:.0f} MB), tcpdump {tb.wall_s:.3f} s")
+        results.append(tshark)
+
+    rows = [["path", "pairs", "ratio med", "min", "max", "A med s", "B med s", "peak RSS MB",
+             "target", "result"]]  # fmt: skip
+    for r in results:
+        d = r.as_dict()
+        tgt = TARGETS.get(r.name)
+        if r.error or not r.runs:
+            rows.append([r.name, "0", "-", "-", "-", "-", "-", "-", "-", f"ERROR {r.error}"])
+            continue
+        ok = True
+        target = "reference"
+        if tgt is not None:
+            ok = d["ratio_median"] <= tgt[0]  # type: ignore[operator]
+            target = f"<= {tgt[0]}x"
+            if tgt[1] is not None:
+                ok = ok and d["peak_rss_mb"] < tgt[1]  # type: ignore[operator]
+                target += f", RSS < {tgt[1]:.0f} MB"
+        rows.append(
+            [
+                r.name,
+                str(len(r.runs)),
+                f"{d['ratio_median']:.2f}x",
+                f"{d['ratio_min']:.2f}x",
+                f"{d['ratio_max']:.2f}x",
+                f"{statistics.median(x.wall_s for x in r.runs):.3f}",
+                f"{statistics.median(x.wall_s for x in r.ref_runs):.3f}",
+                f"{d['peak_rss_mb']:.0f}",
+                target,
+                ("PASS" if ok else "FAIL") if tgt else "-",
+            ]
+        )
+    tcpdump_rss = max((x.maxrss_mb for r in results for x in r.ref_runs), default=0.0)
+    print()
+    print(
+        f"capture {cap}: {st.bytes / 1e6:.0f} MB, {st.packets} packets, {st.tuples} TCP 4-tuples, "
+        f"SYN/FIN/RST {st.control_share * 100:.1f} % ({st.control} packets), "
+        f"IPv6 {st.ipv6_share * 100:.1f} %"
+    )
+    print(f"B = {' '.join(tcpdump[:-1])} '<filter>' (peak RSS {tcpdump_rss:.0f} MB)")
+    print(fmt_table(rows))
+    report = {
+        "date": dt.date.today().isoformat(),
+        "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "capture": st.as_dict(),
+        "pairs": a.pairs,
+        "results": [r.as_dict() for r in results],
+        "rstrace_output": extra,
+    }
+    json_out = a.json_out or str(Path(cap).with_suffix(".bench.json"))
+    Path(json_out).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"results: {json_out}")
+    failed = any(r.error for r in results)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
