@@ -34,8 +34,9 @@ file, not one tagged release; the logic below is the same from Zeek 5.0 to
   tcp_reset_delay 5 s, tcp_partial_close_delay 3 s, tcp_inactivity_timeout
   5 min, udp_inactivity_timeout 1 min, partial_connection_ok T, tcp_SYN_ack_ok T.
 * btest scripts.base.protocols.conn.conn_state-RST-behavior (baseline
-  @0b674eb8) and scripts.base.protocols.conn.reset-timer (TEST-DOC: the
-  ResetTimer now runs without a connection_reset handler; we follow that).
+  @0b674eb8), and the newer btest on psql-aws-ssl-require.pcap whose TEST-DOC
+  says ResetTimer() used to run only with a connection_reset handler: we
+  always arm it (TSA @040d7583 still has the `if ( connection_reset )`).
 
 Deliberate differences (we have no reassembler and no script layer):
 
@@ -185,7 +186,6 @@ class _Endpoint:
         "is_orig",
         "last_seq",
         "payload",
-        "peer",
         "pkts",
         "port",
         "prev_state",
@@ -223,7 +223,6 @@ class _Endpoint:
         self.port = port
         self.is_orig = is_orig
         self.state = self.prev_state = INACTIVE
-        self.peer: _Endpoint = self
         self.start_seq = self.last_seq = self.ack_seq = 0
         self.seq_wraps = self.ack_wraps = 0
         self.fin_cnt = 0
@@ -292,8 +291,6 @@ class _Conn:
         self.key = key
         o = _Endpoint(s.src, s.sport, True)
         r = _Endpoint(s.dst, s.dport, False)
-        o.peer = r
-        r.peer = o
         self.orig = o
         self.resp = r
         self.start = self.last_time = self.seen_ts = s.ts
@@ -369,10 +366,10 @@ class ConnectionTable:
         out: list[Connection] = []
         seg = self._segment
         for rec in records:
-            if type(rec) is Segment:
+            if isinstance(rec, Segment):
                 seg(rec, out)
             else:
-                self._unreachable(rec, out)  # type: ignore[arg-type]
+                self._unreachable(rec, out)
         if records:
             self._expire(out)
         return out
@@ -404,7 +401,7 @@ class ConnectionTable:
                 # Zeek's timer would have removed it before this packet.
                 self._evict(c, out)
                 c = None
-            elif flags & SYN and self._is_reuse(c, flags, s.seq):
+            elif flags & SYN and self._is_reuse(c, flags, s.seq & MASK32):
                 self._evict(c, out)  # IPBasedAnalyzer::AnalyzePacket: Remove + NewConn
                 c = None
         if c is None:
@@ -592,8 +589,8 @@ class ConnectionTable:
                 c.history += "W" if is_o else "w"
                 ep.win0_thr *= 10
 
-        if not c.orig.did_close or not c.resp.did_close:
-            c.last_time = t
+        if (not c.orig.did_close or not c.resp.did_close) and t > c.last_time:
+            c.last_time = t  # Conn::SetLastTime(); kept monotonic for merged captures
 
         if flags & FIN:
             ep.fin_cnt += 1
@@ -704,7 +701,8 @@ class ConnectionTable:
     def _set_state(c: _Conn, ep: _Endpoint, new: int) -> None:
         """TCP_Endpoint::SetState(): leaving the handshake arms tcp_inactivity_timeout."""
         if new != ep.state:
-            if new not in _HANDSHAKE and ep.state in _HANDSHAKE and ep.peer.state in _HANDSHAKE:
+            peer = c.resp if ep is c.orig else c.orig  # no back pointer: no ref cycle
+            if new not in _HANDSHAKE and ep.state in _HANDSHAKE and peer.state in _HANDSHAKE:
                 c.inact = TCP_INACTIVITY_TIMEOUT
             ep.prev_state = ep.state
             ep.state = new
@@ -794,7 +792,8 @@ class ConnectionTable:
 
     def _update_closed(self, c: _Conn, ep: _Endpoint, flags: int, t: int) -> int:
         # After a FIN exchange from both sides a RST changes nothing.
-        if flags & RST and ep.peer.state != CLOSED:
+        peer = c.resp if ep is c.orig else c.orig
+        if flags & RST and peer.state != CLOSED:
             self._set_state(c, ep, RESET)
             if c.reset_at is None:
                 c.reset_at = t + TCP_RESET_DELAY
@@ -966,9 +965,8 @@ class ConnectionTable:
     # -- output ---------------------------------------------------------------
 
     @staticmethod
-    def _size(ep: _Endpoint) -> int:
+    def _size(ep: _Endpoint, peer: _Endpoint) -> int:
         """TCP_Endpoint::Size(): payload bytes from sequence numbers."""
-        peer = ep.peer
         if ep.prev_state == SYN_SENT and ep.state == RESET and peer.state == INACTIVE:
             ack = (ep.ack_wraps << 32) + ep.ack_seq
             if not (ack == ep.start_seq or ack == ep.start_seq + 1):  # ! NoDataAcked()
@@ -1023,8 +1021,8 @@ class ConnectionTable:
     def _finalize(self, c: _Conn) -> Connection:
         o = c.orig
         r = c.resp
-        osize = self._size(o)
-        rsize = self._size(r)
+        osize = self._size(o, r)
+        rsize = self._size(r, o)
         duration = c.last_time - c.start
         history = c.history
         evidence: list[Evidence] = []
