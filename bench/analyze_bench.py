@@ -33,7 +33,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from pcapstats import pcap_stats  # noqa: E402
+from pcapstats import PcapStats  # noqa: E402
 
 TCPDUMP_FILTER = (
     "(tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0) or (ip6 and ip6[6] == 6 and ip6[53] & 7 != 0)"
@@ -79,20 +79,36 @@ class PathResult:
         }
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def run_child(cmd: list[str], stdout_path: str | None = None) -> Run:
-    """Run cmd with stdout to /dev/null (or a file); wall time and this child's peak RSS."""
+    """Run cmd with stdout to /dev/null (or a file); wall time and the command's peak RSS.
+
+    A child's ru_maxrss includes the memory it had before exec, i.e. this (larger) Python
+    parent's: so the command runs under GNU time, whose own small process forks it, and
+    %M is the command's true peak RSS. Both A and B pay the same ~1 ms for that.
+    """
+    use_time = os.access(GNU_TIME, os.X_OK)
     with (
         open(stdout_path or os.devnull, "wb") as out,
         tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r", suffix=".rss") as rss,
     ):
+        full = [GNU_TIME, "-f", "%M", "-o", rss.name, *cmd] if use_time else cmd
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        p = subprocess.Popen(full, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         text = err.read().decode(errors="replace")
-    return Run(wall, ru.ru_maxrss / 1024.0, p.returncode, text)
+        maxrss_kb = float(ru.ru_maxrss)
+        if use_time:
+            lines = [ln for ln in rss.read().splitlines() if ln.strip().isdigit()]
+            if lines:
+                maxrss_kb = float(lines[-1])
+    return Run(wall, maxrss_kb / 1024.0, p.returncode, text)
 
 
 def warm_page_cache(path: str) -> float:
@@ -141,6 +157,23 @@ def ensure_quick_capture(path: str, size_mb: float) -> None:
     )
 
 
+def git_rev() -> str:
+    """HEAD of the rstrace checkout, +dirty when src/ has uncommitted changes."""
+    root = BENCH.parent
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + ("+dirty" if dirty else "")
+
+
 def fmt_table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
@@ -171,7 +204,12 @@ def main() -> int:
         raise SystemExit(f"{cap} does not exist: build it with python3 bench/make_capture.py")
     tshark_runs = a.tshark_runs if a.tshark_runs is not None else (2 if a.quick else 1)
 
-    st = pcap_stats(cap)
+    # In a child: mapping the capture would count in this process's RSS, and a child's
+    # rusage starts from its parent's.
+    st = PcapStats(**json.loads(subprocess.run(
+        [sys.executable, str(BENCH / "pcapstats.py"), "--json", cap],
+        check=True, capture_output=True, text=True,
+    ).stdout))  # fmt: skip
     print(st.summary(), flush=True)
     warm = warm_page_cache(cap)
     print(f"warm-up read: {warm:.2f} s ({st.bytes / warm / 1e6:.0f} MB/s)", flush=True)
@@ -193,6 +231,8 @@ def main() -> int:
                 if isinstance(doc.get(k), dict):
                     extra[f"rstrace_{k}"] = doc[k]
             print(f"warm-up rstrace --json: {w.wall_s:.2f} s, {w.maxrss_mb:.0f} MB", flush=True)
+            if isinstance(doc.get("totals"), dict):
+                print(f"  rstrace totals: {json.dumps(doc['totals'])}", flush=True)
         else:
             print(f"warm-up rstrace --json failed: {w.stderr.strip()[-300:]}", flush=True)
     finally:
@@ -247,6 +287,7 @@ def main() -> int:
                 ("PASS" if ok else "FAIL") if tgt else "-",
             ]
         )
+    report_rev = git_rev()
     tcpdump_rss = max((x.maxrss_mb for r in results for x in r.ref_runs), default=0.0)
     print()
     print(
@@ -255,9 +296,12 @@ def main() -> int:
         f"IPv6 {st.ipv6_share * 100:.1f} %"
     )
     print(f"B = {' '.join(tcpdump[:-1])} '<filter>' (peak RSS {tcpdump_rss:.0f} MB)")
+    print(f"rstrace {report_rev}, {dt.date.today().isoformat()}, load avg {os.getloadavg()[0]:.2f}")
     print(fmt_table(rows))
     report = {
         "date": dt.date.today().isoformat(),
+        "rstrace_rev": report_rev,
+        "load_avg_after": os.getloadavg(),
         "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "capture": st.as_dict(),
         "pairs": a.pairs,

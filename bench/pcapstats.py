@@ -46,10 +46,11 @@ class PcapStats:
     def ipv6_share(self) -> float:
         return self.ipv6 / self.packets if self.packets else 0.0
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self, shares: bool = True) -> dict[str, object]:
         d: dict[str, object] = asdict(self)
-        d["control_share"] = round(self.control_share, 4)
-        d["ipv6_share"] = round(self.ipv6_share, 4)
+        if shares:
+            d["control_share"] = round(self.control_share, 4)
+            d["ipv6_share"] = round(self.ipv6_share, 4)
         return d
 
     def summary(self) -> str:
@@ -132,7 +133,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     st = pcap_stats(a.file)
-    print(json.dumps(st.as_dict(), indent=1) if a.json else st.summary())
+    print(json.dumps(st.as_dict(shares=False), indent=1) if a.json else st.summary())
 
 
 if __name__ == "__main__":
