@@ -131,7 +131,7 @@ def _shouldbe(stored: int, computed: int) -> int:
 
 
 def _ip4(b: bytes) -> str:
-    return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
+    return f"{b[0]}.{b[1]}.{b[2]}.{b[3]}"
 
 
 def _ip6(b: bytes) -> str:
@@ -165,7 +165,7 @@ def _ip6(b: bytes) -> str:
         if i == 6 and best_base == 0 and (best_len == 6 or (best_len == 5 and words[5] == 0xFFFF)):
             out.append(_ip4(b[12:16]))
             break
-        out.append("%x" % words[i])
+        out.append(f"{words[i]:x}")
         i += 1
     if best_base >= 0 and best_base + best_len == 8:
         out.append(":")
@@ -175,7 +175,7 @@ def _ip6(b: bytes) -> str:
 def _ts(ts_us: int) -> str:
     sec, usec = divmod(ts_us, 1_000_000)
     t = time.gmtime(sec)
-    return "%02d:%02d:%02d.%06d" % (t.tm_hour, t.tm_min, t.tm_sec, usec)
+    return f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{usec:06d}"
 
 
 def _char(c: int) -> str:
@@ -246,16 +246,16 @@ def _ip_optprint(c: _Ctx, cp: int, length: int) -> None:
         c.p(sep)
         sep = ","
         code = c.u8(cp)
-        c.p(_IP_OPT_NAMES.get(code, "unknown %u" % code))
+        c.p(_IP_OPT_NAMES.get(code, f"unknown {code}"))
         if code in (0, 1):
             olen = 1
         else:
             olen = c.u8(cp + 1)
             if olen < 2:
-                c.p(" [bad length %u]" % olen)
+                c.p(f" [bad length {olen}]")
                 return
         if olen > length:
-            c.p(" [bad length %u]" % olen)
+            c.p(f" [bad length {olen}]")
             return
         if code == 0:
             return
@@ -265,24 +265,24 @@ def _ip_optprint(c: _Ctx, cp: int, length: int) -> None:
             _ip_printroute(c, cp, olen)
         elif code == 148:
             if olen < 4:
-                c.p(" [bad length %u]" % olen)
+                c.p(f" [bad length {olen}]")
             else:
                 v = c.u16(cp + 2)
                 if v:
-                    c.p(" value %u" % v)
+                    c.p(f" value {v}")
         cp += olen
         length -= olen
 
 
 def _ip_printroute(c: _Ctx, cp: int, length: int) -> None:
     if length < 3:
-        c.p(" [bad length %u]" % length)
+        c.p(f" [bad length {length}]")
         return
     if (length + 1) & 3:
-        c.p(" [bad length %u]" % length)
+        c.p(f" [bad length {length}]")
     ptr = c.u8(cp + 2) - 1
     if ptr < 3 or ((ptr + 1) & 3) or ptr > length + 1:
-        c.p(" [bad ptr %u]" % c.u8(cp + 2))
+        c.p(f" [bad ptr {c.u8(cp + 2)}]")
     off = 3
     while off < length:
         c.p(" " + c.a4(cp + off))
@@ -293,17 +293,17 @@ def _ip_printroute(c: _Ctx, cp: int, length: int) -> None:
 
 def _ip_printts(c: _Ctx, cp: int, length: int) -> None:
     if length < 4:
-        c.p("[bad length %u]" % length)
+        c.p(f"[bad length {length}]")
         return
     c.p(" TS{")
     flg = c.u8(cp + 3)
     hoplen = 8 if (flg & 0xF) != 0 else 4
     if (length - 4) & (hoplen - 1):
-        c.p("[bad length %u]" % length)
+        c.p(f"[bad length {length}]")
     ptr = c.u8(cp + 2) - 1
     off = 0
     if ptr < 4 or ((ptr - 4) & (hoplen - 1)) or ptr > length + 1:
-        c.p("[bad ptr %u]" % c.u8(cp + 2))
+        c.p(f"[bad ptr {c.u8(cp + 2)}]")
     kind = flg & 0xF
     if kind in (0, 1, 3):
         c.p({0: "TSONLY", 1: "TS+ADDR", 3: "PRESPEC"}[kind])
@@ -312,15 +312,14 @@ def _ip_printts(c: _Ctx, cp: int, length: int) -> None:
         while off < length:
             if ptr == off:
                 typ = " ^ "
-            c.p("%s%u@%s" % (typ, c.u32(cp + off + hoplen - 4),
-                             c.a4(cp + off) if hoplen == 8 else ""))
+            c.p(f'{typ}{c.u32(cp + off + hoplen - 4)}@{(c.a4(cp + off) if hoplen == 8 else "")}')
             typ = " "
             off += hoplen
     else:
-        c.p("[bad ts type %u]" % kind)
+        c.p(f"[bad ts type {kind}]")
     c.p(" ^ " if ptr == off else "")
     if flg >> 4:
-        c.p(" [%u hops not recorded]} " % (flg >> 4))
+        c.p(f" [{flg >> 4} hops not recorded]}} ")
     else:
         c.p("}")
 
@@ -354,38 +353,38 @@ def _ip_print(c: _Ctx, ip: int, length: int) -> None:
     c.proto = "ip"
     ver = c.u8(ip) >> 4
     if ver != 4:
-        c.p("IP6, wrong link-layer encapsulation" if ver == 6 else "IP%u" % ver)
+        c.p("IP6, wrong link-layer encapsulation" if ver == 6 else f"IP{ver}")
         c.p(" (invalid)")
         return
     c.p("IP ")
     c.check(ip, 20)
     if length < 20:
-        c.p("truncated-ip %u" % length)
+        c.p(f"truncated-ip {length}")
         return
     hlen = (c.buf[ip] & 0xF) * 4
     if hlen < 20:
-        c.p("bad-hlen %u" % hlen)
+        c.p(f"bad-hlen {hlen}")
         return
     ip_len = c.u16(ip + 2)
     if length < ip_len:
-        c.p("truncated-ip - %u bytes missing! " % (ip_len - length))
+        c.p(f"truncated-ip - {ip_len - length} bytes missing! ")
     if ip_len < hlen:
-        c.p("bad-len %u" % ip_len)
+        c.p(f"bad-len {ip_len}")
         return
     saved = c.push_snap(ip, min(length, ip_len))
     off = c.u16(ip + 6)
     proto = c.u8(ip + 9)
     tos = c.u8(ip + 1)
-    c.p("(tos 0x%x" % tos)
+    c.p(f"(tos 0x{tos:x}")
     c.p(("", ",ECT(1)", ",ECT(0)", ",CE")[tos & 3])
     ttl = c.u8(ip + 8)
     if ttl >= 1:
-        c.p(", ttl %u" % ttl)
+        c.p(f", ttl {ttl}")
     flags = [n for bit, n in ((0x2000, "+"), (0x4000, "DF"), (0x8000, "rsvd")) if off & bit]
-    c.p(", id %u, offset %u, flags [%s], proto %s (%u)" % (
-        c.u16(ip + 4), (off & 0x1FFF) * 8, ", ".join(flags) or "none",
-        _IPPROTO.get(proto, "unknown"), proto))
-    c.p(", length %u" % ip_len)
+    fl = ", ".join(flags) or "none"
+    name = _IPPROTO.get(proto, "unknown")
+    c.p(f", id {c.u16(ip + 4)}, offset {(off & 0x1FFF) * 8}, flags [{fl}], proto {name} ({proto})")
+    c.p(f", length {ip_len}")
     if hlen > 20:
         c.p(", options (")
         _ip_optprint(c, ip + 20, hlen - 20)
@@ -394,18 +393,17 @@ def _ip_print(c: _Ctx, ip: int, length: int) -> None:
         s = _cksum(c.buf[ip:ip + hlen])
         if s:
             stored = c.u16(ip + 10)
-            c.p(", bad cksum %x (->%x)!" % (stored, _shouldbe(stored, s)))
+            c.p(f", bad cksum {stored:x} (->{_shouldbe(stored, s):x})!")
     c.p(")\n    ")
     if off & 0x1FFF == 0:
         if proto not in (6, 17, 132, 33):
-            c.p("%s > %s: " % (c.a4(ip + 12), c.a4(ip + 16)))
+            c.p(f"{c.a4(ip + 12)} > {c.a4(ip + 16)}: ")
         if not c.avail(ip, hlen):
-            c.p(" [remaining caplen(%u) < header length(%u)]"
-                % (max(c.snapend - ip, 0), hlen))
+            c.p(f" [remaining caplen({max(c.snapend - ip, 0)}) < header length({hlen})]")
             raise _Trunc(c.proto)
         _demux(c, ip + hlen, ip_len - hlen, 4, bool(off & 0x2000), proto, ip)
     else:
-        c.p("%s > %s: ip-proto-%u" % (c.a4(ip + 12), c.a4(ip + 16), proto))
+        c.p(f"{c.a4(ip + 12)} > {c.a4(ip + 16)}: ip-proto-{proto}")
     c.snapend = saved
 
 
@@ -476,40 +474,40 @@ def _ip6_opt_print(c: _Ctx, bp: int, length: int, hbh: bool) -> bool:
                 c.p("(rtalert: trunc)")
                 return False
             if c.u8(bp + i + 1) != 2:
-                c.p("(rtalert: invalid len %u)" % c.u8(bp + i + 1))
+                c.p(f"(rtalert: invalid len {c.u8(bp + i + 1)})")
                 return False
-            c.p("(rtalert: 0x%04x) " % c.u16(bp + i + 2))
+            c.p(f"(rtalert: 0x{c.u16(bp + i + 2):04x}) ")
         elif t == 0xC2:
             if length - i < 6:
                 c.p("(jumbo: trunc)")
                 return False
             if c.u8(bp + i + 1) != 4:
-                c.p("(jumbo: invalid len %u)" % c.u8(bp + i + 1))
+                c.p(f"(jumbo: invalid len {c.u8(bp + i + 1)})")
                 return False
             jl = c.u32(bp + i + 2)
             if jumbo_seen:
-                c.p("(jumbo: %u - already seen) " % jl)
+                c.p(f"(jumbo: {jl} - already seen) ")
             elif not hbh:
-                c.p("(jumbo: %u - not a hop-by-hop option) " % jl)
+                c.p(f"(jumbo: {jl} - not a hop-by-hop option) ")
             else:
-                c.p("(jumbo: %u - payload len != 0) " % jl)
+                c.p(f"(jumbo: {jl} - payload len != 0) ")
             jumbo_seen = True
         elif t == 0xC9:
             if length - i < 18:
                 c.p("(homeaddr: trunc)")
                 return False
             if c.u8(bp + i + 1) < 16:
-                c.p("(homeaddr: invalid len %u)" % c.u8(bp + i + 1))
+                c.p(f"(homeaddr: invalid len {c.u8(bp + i + 1)})")
                 return False
-            c.p("(homeaddr: %s" % c.a6(bp + i + 2))
+            c.p(f"(homeaddr: {c.a6(bp + i + 2)}")
             if c.u8(bp + i + 1) > 16:
                 return False  # sub-options: not reproduced
             c.p(")")
         else:
             if length - i < 2:
-                c.p("(type %u: trunc)" % t)
+                c.p(f"(type {t}: trunc)")
                 return False
-            c.p("(opt_type 0x%02x: len=%u)" % (t, c.u8(bp + i + 1)))
+            c.p(f"(opt_type 0x{t:02x}: len={c.u8(bp + i + 1)})")
         i += optlen
     c.p(" ")
     return True
@@ -519,28 +517,28 @@ def _rt6_print(c: _Ctx, bp: int) -> int:
     c.proto = "rt6"
     c.p("RT6")
     rlen = c.u8(bp + 1)
-    c.p(" (len=%u" % rlen)
+    c.p(f" (len={rlen}")
     rtype = c.u8(bp + 2)
-    c.p(", type=%u" % rtype)
+    c.p(f", type={rtype}")
     if rtype == 0:
         c.p(" [Deprecated]")
-    c.p(", segleft=%u" % c.u8(bp + 3))
+    c.p(f", segleft={c.u8(bp + 3)}")
     if rtype in (0, 2):
-        c.p(", rsv=0x%x" % c.u32(bp + 4))
+        c.p(f", rsv=0x{c.u32(bp + 4):x}")
         if rlen % 2 == 1:
             c.p(" (invalid)")
             return -1
         for i in range(rlen >> 1):
-            c.p(", [%u]%s" % (i, c.a6(bp + 8 + 16 * i)))
+            c.p(f", [{i}]{c.a6(bp + 8 + 16 * i)}")
         c.p(") ")
         return (rlen + 1) << 3
     if rtype == 4:
         last = c.u8(bp + 4)
-        c.p(", last-entry=%u" % last)
-        c.p(", flags=0x%x" % c.u8(bp + 5))
-        c.p(", tag=%x" % c.u16(bp + 6))
+        c.p(f", last-entry={last}")
+        c.p(f", flags=0x{c.u8(bp + 5):x}")
+        c.p(f", tag={c.u16(bp + 6):x}")
         for i in range(last + 1):
-            c.p(", [%u]%s" % (i, c.a6(bp + 8 + 16 * i)))
+            c.p(f", [{i}]{c.a6(bp + 8 + 16 * i)}")
         c.p(") ")
         return (rlen + 1) << 3
     c.p(" (unknown type) (invalid)")
@@ -551,25 +549,25 @@ def _ip6_print(c: _Ctx, ip6: int, length: int) -> None:
     c.proto = "ip6"
     c.check(ip6, 40)
     if length < 40:
-        c.p("IP6 truncated-ip6 %u" % length)
+        c.p(f"IP6 truncated-ip6 {length}")
         return
     c.p("IP6 ")
     plen = c.u16(ip6 + 4)
     if plen:
         total = plen + 40
         if length < total:
-            c.p("truncated-ip6 - %u bytes missing!" % (total - length))
+            c.p(f"truncated-ip6 - {total - length} bytes missing!")
     else:
         total = 40  # jumbograms are not reproduced
     nh = c.u8(ip6 + 6)
     flow = c.u32(ip6)
     c.p("(")
     if flow & 0x0FF00000:
-        c.p("class 0x%02x, " % ((flow & 0x0FF00000) >> 20))
+        c.p(f"class 0x{(flow & 0x0FF00000) >> 20:02x}, ")
     if flow & 0x000FFFFF:
-        c.p("flowlabel 0x%05x, " % (flow & 0x000FFFFF))
-    c.p("hlim %u, next-header %s (%u) payload length: %u) "
-        % (c.u8(ip6 + 7), _IPPROTO.get(nh, "unknown"), nh, plen))
+        c.p(f"flowlabel 0x{flow & 0x000FFFFF:05x}, ")
+    name = _IPPROTO.get(nh, "unknown")
+    c.p(f"hlim {c.u8(ip6 + 7)}, next-header {name} ({nh}) payload length: {plen}) ")
     saved = c.push_snap(ip6, min(total, length))
     cp, advance, rem = ip6, 40, total
     fragmented = False
@@ -579,7 +577,7 @@ def _ip6_print(c: _Ctx, ip6: int, length: int) -> None:
         cp += advance
         rem -= advance
         if cp == ip6 + 40 and nh not in (6, 17, 33, 132):
-            c.p("%s > %s: " % (c.a6(ip6 + 8), c.a6(ip6 + 24)))
+            c.p(f"{c.a6(ip6 + 8)} > {c.a6(ip6 + 24)}: ")
         if nh in (0, 60):
             c.proto = "hbhopt" if nh == 0 else "dstopt"
             hl = (c.u8(cp + 1) + 1) << 3
@@ -593,8 +591,7 @@ def _ip6_print(c: _Ctx, ip6: int, length: int) -> None:
             c.proto = "frag6"
             c.check(cp, 8)
             offlg = c.u16(cp + 2)
-            c.p("frag (0x%08x:%u|%u)" % (c.u32(cp + 4), offlg & 0xFFF8,
-                                         40 + plen - (cp - ip6) - 8))
+            c.p(f"frag (0x{c.u32(cp + 4):08x}:{offlg & 0xFFF8}|{40 + plen - (cp - ip6) - 8})")
             if offlg & 0xFFF8:
                 break
             c.p(" ")
@@ -632,7 +629,7 @@ def _demux(c: _Ctx, bp: int, length: int, ver: int, fragmented: bool, nh: int,
     elif nh == 59:
         c.p("no next header")
     else:
-        c.p(" ip-proto-%u %u" % (nh, length))
+        c.p(f" ip-proto-{nh} {length}")
 
 
 def _addrs(c: _Ctx, ip: int) -> tuple[str, str]:
@@ -661,23 +658,23 @@ def _tcp_print(c: _Ctx, tp: int, length: int, ip: int, fragmented: bool) -> None
     v6 = c.buf[ip] >> 4 == 6
     if not c.avail(tp + 2, 2):
         src, dst = _addrs(c, ip)
-        c.p("%s > %s:" % (src, dst))
+        c.p(f"{src} > {dst}:")
         raise _Trunc(c.proto)
     sport, dport = c.u16(tp), c.u16(tp + 2)
     if _l3_proto(c, ip) == 6:
         src, dst = _addrs(c, ip)
-        c.p("%s.%u > %s.%u: " % (src, sport, dst, dport))
+        c.p(f"{src}.{sport} > {dst}.{dport}: ")
     else:
-        c.p("%u > %u: " % (sport, dport))
+        c.p(f"{sport} > {dport}: ")
     c.check(tp, 20)
     hlen = (c.buf[tp + 12] >> 4) * 4
     if hlen < 20:
-        c.p(" tcp %u [bad hdr length %u - too short, < 20]" % ((length - hlen) & 0xFFFFFFFF, hlen))
+        c.p(f" tcp {(length - hlen) & 0xFFFFFFFF} [bad hdr length {hlen} - too short, < 20]")
         return
     seq, ack = c.u32(tp + 4), c.u32(tp + 8)
     win, urp = c.u16(tp + 14), c.u16(tp + 18)
     flags = c.u8(tp + 13)
-    c.p("Flags [%s]" % ("".join(n for bit, n in _TCP_FLAGS if flags & bit) or "none"))
+    c.p(f'Flags [{"".join(n for bit, n in _TCP_FLAGS if flags & bit) or "none"}]')
     thseq = thack = 0
     rev = False
     if flags & 0x10:
@@ -699,26 +696,26 @@ def _tcp_print(c: _Ctx, tp: int, length: int, ip: int, fragmented: bool) -> None
             seq, ack = (seq - th[0]) & 0xFFFFFFFF, (ack - th[1]) & 0xFFFFFFFF
         thseq, thack = th
     if hlen > length:
-        c.p(" [bad hdr length %u - too long, > %u]" % (hlen, length))
+        c.p(f" [bad hdr length {hlen} - too long, > {length}]")
         return
     if not fragmented and c.avail(tp, length) and (not v6 or c.u16(ip + 4)):
         s = _tcp_cksum(c, ip, tp, length)
         stored = c.u16(tp + 16)
-        c.p(", cksum 0x%04x" % stored)
-        c.p(" (incorrect -> 0x%04x)" % _shouldbe(stored, s) if s else " (correct)")
+        c.p(f", cksum 0x{stored:04x}")
+        c.p(f" (incorrect -> 0x{_shouldbe(stored, s):04x})" if s else " (correct)")
     length -= hlen
     if length > 0 or flags & 0x07:
-        c.p(", seq %u" % seq)
+        c.p(f", seq {seq}")
         if length > 0:
-            c.p(":%u" % ((seq + length) & 0xFFFFFFFF))
+            c.p(f":{(seq + length) & 0xFFFFFFFF}")
     if flags & 0x10:
-        c.p(", ack %u" % ack)
-    c.p(", win %u" % win)
+        c.p(f", ack {ack}")
+    c.p(f", win {win}")
     if flags & 0x20:
-        c.p(", urg %u" % urp)
+        c.p(f", urg {urp}")
     if hlen > 20 and not _tcp_options(c, tp, hlen - 20, length, flags, rev, thseq, thack, ip):
         return
-    c.p(", length %u" % length)
+    c.p(f", length {length}")
     if length <= 0:
         return
     bp = tp + hlen
@@ -778,23 +775,23 @@ def _tcp_options(c: _Ctx, tp: int, hlen: int, length: int, flags: int, rev: bool
             hlen -= 1
         hlen -= 1
         datalen = 0
-        c.p(_TCP_OPT_NAMES.get(opt, "unknown-%u" % opt))
+        c.p(_TCP_OPT_NAMES.get(opt, f"unknown-{opt}"))
         if opt == 2:
             datalen = 2
             if not lencheck(2):
                 return bad()
-            c.p(" %u" % c.u16(cp))
+            c.p(f" {c.u16(cp)}")
         elif opt == 3:
             datalen = 1
             if not lencheck(1):
                 return bad()
-            c.p(" %u" % c.u8(cp))
+            c.p(f" {c.u8(cp)}")
         elif opt == 5:
             datalen = olen - 2
             if datalen % 8:
                 c.p(" invalid sack")
             else:
-                c.p(" %u " % (datalen // 8))
+                c.p(f" {datalen // 8} ")
                 for i in range(0, datalen, 8):
                     if not lencheck(i + 4):
                         return bad()
@@ -803,17 +800,17 @@ def _tcp_options(c: _Ctx, tp: int, hlen: int, length: int, flags: int, rev: bool
                         return bad()
                     e = c.u32(cp + i + 4)
                     base = thseq if rev else thack
-                    c.p("{%u:%u}" % ((s - base) & 0xFFFFFFFF, (e - base) & 0xFFFFFFFF))
+                    c.p(f"{{{(s - base) & 0xFFFFFFFF}:{(e - base) & 0xFFFFFFFF}}}")
         elif opt in (6, 7, 11, 12, 13):
             datalen = 4
             if not lencheck(4):
                 return bad()
-            c.p(" %u" % c.u32(cp))
+            c.p(f" {c.u32(cp)}")
         elif opt == 8:
             datalen = 8
             if not lencheck(8):
                 return bad()
-            c.p(" val %u ecr %u" % (c.u32(cp), c.u32(cp + 4)))
+            c.p(f" val {c.u32(cp)} ecr {c.u32(cp + 4)}")
         elif opt == 19:
             datalen = 16
             if not lencheck(16):
@@ -829,7 +826,7 @@ def _tcp_options(c: _Ctx, tp: int, hlen: int, length: int, flags: int, rev: bool
             datalen = 2
             if not lencheck(2):
                 return bad()
-            c.p(" cap %02x id %u" % (c.u8(cp), c.u8(cp + 1)))
+            c.p(f" cap {c.u8(cp):02x} id {c.u8(cp + 1)}")
         elif opt == 29:
             datalen = olen - 2
             if datalen < 2:
@@ -837,16 +834,16 @@ def _tcp_options(c: _Ctx, tp: int, hlen: int, length: int, flags: int, rev: bool
             else:
                 if not lencheck(1):
                     return bad()
-                c.p(" keyid %u" % c.u8(cp))
+                c.p(f" keyid {c.u8(cp)}")
                 if not lencheck(2):
                     return bad()
-                c.p(" rnextkeyid %u" % c.u8(cp + 1))
+                c.p(f" rnextkeyid {c.u8(cp + 1)}")
                 if datalen > 2:
                     c.p(" mac 0x")
                     for i in range(2, datalen):
                         if not lencheck(i + 1):
                             return bad()
-                        c.p("%02x" % c.u8(cp + i))
+                        c.p(f"{c.u8(cp + i):02x}")
         elif opt in (0, 1, 4):
             pass
         elif opt == 28:
@@ -854,8 +851,8 @@ def _tcp_options(c: _Ctx, tp: int, hlen: int, length: int, flags: int, rev: bool
             if not lencheck(2):
                 return bad()
             uto = c.u16(cp)
-            c.p(" 0x%x" % uto)
-            c.p(" %u" % ((uto >> 1) * 60 if uto & 1 else uto >> 1))
+            c.p(f" 0x{uto:x}")
+            c.p(f" {((uto >> 1) * 60 if uto & 1 else uto >> 1)}")
         elif opt == 34:
             datalen = olen - 2
             if not lencheck(datalen):
@@ -873,7 +870,7 @@ def _tcp_options(c: _Ctx, tp: int, hlen: int, length: int, flags: int, rev: bool
             if magic == 0xF989:
                 _tfo(c, cp + 2, datalen - 2, True)
             else:
-                c.p("%04x" % magic)
+                c.p(f"{magic:04x}")
         else:
             # includes MPTCP (30), whose sub-option decoding is not reproduced
             datalen = olen - 2
@@ -882,12 +879,12 @@ def _tcp_options(c: _Ctx, tp: int, hlen: int, length: int, flags: int, rev: bool
             for i in range(datalen):
                 if not lencheck(i + 1):
                     return bad()
-                c.p("%02x" % c.u8(cp + i))
+                c.p(f"{c.u8(cp + i):02x}")
         cp += datalen
         hlen -= datalen
         datalen += 1 if opt in (0, 1) else 2
         if datalen != olen:
-            c.p("[len %u]" % olen)
+            c.p(f"[len {olen}]")
         ch = ","
         if opt == 0:
             break
@@ -907,7 +904,7 @@ def _tfo(c: _Ctx, cp: int, datalen: int, exp: bool) -> None:
     elif datalen % 2 or datalen < 4 or datalen > 16:
         c.p(" (invalid)")
     else:
-        c.p(" cookie " + "".join("%02x" % c.u8(cp + i) for i in range(datalen)))
+        c.p(" cookie " + "".join(f"{c.u8(cp + i):02x}" for i in range(datalen)))
 
 
 def _http_print(c: _Ctx, bp: int, length: int) -> None:
@@ -949,7 +946,7 @@ def _http_print(c: _Ctx, bp: int, length: int) -> None:
     c.p("HTTP")
     if not show:
         return
-    c.p(", length: %u" % length)
+    c.p(f", length: {length}")
     idx = 0
     while idx < length:
         # print_txt_line(): stops quietly at binary data, " [|http]" at a cut line.
@@ -984,11 +981,11 @@ def _udp_print(c: _Ctx, up: int, length: int, ip: int, fragmented: bool) -> None
     def addrs(sport: int | None, dport: int | None) -> None:
         src, dst = _addrs(c, ip)
         if sport is None:
-            c.p("%s > %s: " % (src, dst))
+            c.p(f"{src} > {dst}: ")
         elif is_udp:
-            c.p("%s.%u > %s.%u: " % (src, sport, dst, dport))
+            c.p(f"{src}.{sport} > {dst}.{dport}: ")
         else:
-            c.p("%u > %u: " % (sport, dport))
+            c.p(f"{sport} > {dport}: ")
 
     if not c.avail(up + 2, 2):
         addrs(None, None)
@@ -996,7 +993,7 @@ def _udp_print(c: _Ctx, up: int, length: int, ip: int, fragmented: bool) -> None
     sport, dport = c.u16(up), c.u16(up + 2)
     if length < 8:
         addrs(sport, dport)
-        c.p("truncated-udp %u" % length)
+        c.p(f"truncated-udp {length}")
         return
     if not c.avail(up + 4, 2):
         addrs(sport, dport)
@@ -1004,7 +1001,7 @@ def _udp_print(c: _Ctx, up: int, length: int, ip: int, fragmented: bool) -> None
     ulen = c.u16(up + 4)
     if ulen < 8:
         addrs(sport, dport)
-        c.p("truncated-udplength %u" % ulen)
+        c.p(f"truncated-udplength {ulen}")
         return
     ulen -= 8
     length -= 8
@@ -1017,10 +1014,10 @@ def _udp_print(c: _Ctx, up: int, length: int, ip: int, fragmented: bool) -> None
         s = _ip6_cksum(c, ip, up, length + 8, 17)
         stored = c.u16(up + 6)
         if s:
-            c.p("[bad udp cksum 0x%04x -> 0x%04x!] " % (stored, _shouldbe(stored, s)))
+            c.p(f"[bad udp cksum 0x{stored:04x} -> 0x{_shouldbe(stored, s):04x}!] ")
         else:
             c.p("[udp sum ok] ")
-    c.p("UDP, length %u" % ulen)
+    c.p(f"UDP, length {ulen}")
 
 
 # --------------------------------------------------------------------- ICMP
@@ -1031,60 +1028,59 @@ def _icmp_print(c: _Ctx, dp: int, plen: int, ip: int, fragmented: bool) -> None:
     typ, code = c.u8(dp), c.u8(dp + 1)
     oip = dp + 8
     if typ in (0, 8):
-        s = "echo %s, id %u, seq %u" % ("request" if typ == 8 else "reply",
-                                        c.u16(dp + 4), c.u16(dp + 6))
+        s = f'echo {("request" if typ == 8 else "reply")}, id {c.u16(dp + 4)}, seq {c.u16(dp + 6)}'
     elif typ == 3:
         if code == 0:
-            s = "net %s unreachable" % c.a4(oip + 16)
+            s = f"net {c.a4(oip + 16)} unreachable"
         elif code == 1:
-            s = "host %s unreachable" % c.a4(oip + 16)
+            s = f"host {c.a4(oip + 16)} unreachable"
         elif code == 2:
-            s = "%s protocol %u unreachable" % (c.a4(oip + 16), c.u8(oip + 9))
+            s = f"{c.a4(oip + 16)} protocol {c.u8(oip + 9)} unreachable"
         elif code == 3:
             c.check(oip + 9, 1)
             ohl = (c.u8(oip) & 0xF) * 4
             oport = c.u16(oip + ohl + 2)
             op = c.u8(oip + 9)
             if op == 6:
-                s = "%s tcp port %u unreachable" % (c.a4(oip + 16), oport)
+                s = f"{c.a4(oip + 16)} tcp port {oport} unreachable"
             elif op == 17:
-                s = "%s udp port %u unreachable" % (c.a4(oip + 16), oport)
+                s = f"{c.a4(oip + 16)} udp port {oport} unreachable"
             else:
-                s = "%s protocol %u port %u unreachable" % (c.a4(oip + 16), op, oport)
+                s = f"{c.a4(oip + 16)} protocol {op} port {oport} unreachable"
         elif code == 4:
             mtu = c.u16(dp + 6)
-            s = "%s unreachable - need to frag" % c.a4(oip + 16)
+            s = f"{c.a4(oip + 16)} unreachable - need to frag"
             if mtu:
-                s += " (mtu %u)" % mtu
+                s += f" (mtu {mtu})"
         elif code in _UNREACH:
             s = _UNREACH[code] % c.a4(oip + 16)
         else:
-            s = "%s unreachable - #%u" % (c.a4(oip + 16), code)
+            s = f"{c.a4(oip + 16)} unreachable - #{code}"
     elif typ == 5:
         fmt = {0: "redirect %s to net %s", 1: "redirect %s to host %s",
                2: "redirect-tos %s to net %s", 3: "redirect-tos %s to host %s"}
         if code in fmt:
             s = fmt[code] % (c.a4(oip + 16), c.a4(dp + 4))
         else:
-            s = "redirect-#%u %s to %s" % (code, c.a4(oip + 16), c.a4(dp + 4))
+            s = f"redirect-#{code} {c.a4(oip + 16)} to {c.a4(dp + 4)}"
     elif typ == 11:
         s = {0: "time exceeded in-transit", 1: "ip reassembly time exceeded"}.get(
-            code, "time exceeded-#%u" % code)
+            code, f"time exceeded-#{code}")
     elif typ == 12:
         if code:
-            s = "parameter problem - code %u" % code
+            s = f"parameter problem - code {code}"
         else:
-            s = "parameter problem - octet %u" % c.u8(dp + 4)
+            s = f"parameter problem - octet {c.u8(dp + 4)}"
     elif typ == 13:
-        s = "time stamp query id %u seq %u" % (c.u16(dp + 4), c.u16(dp + 6))
+        s = f"time stamp query id {c.u16(dp + 4)} seq {c.u16(dp + 6)}"
     else:
-        s = _ICMP_NAMES.get(typ, "type-#%u" % typ)
-    c.p("ICMP %s, length %u" % (s, plen))
+        s = _ICMP_NAMES.get(typ, f"type-#{typ}")
+    c.p(f"ICMP {s}, length {plen}")
     if not fragmented and c.avail(dp, plen):
         sm = _cksum(c.buf[dp:dp + plen])
         if sm:
             stored = c.u16(dp + 2)
-            c.p(" (wrong icmp cksum %x (->%x)!)" % (stored, _shouldbe(stored, sm)))
+            c.p(f" (wrong icmp cksum {stored:x} (->{_shouldbe(stored, sm):x})!)")
     if typ in (3, 4, 5, 11, 12):
         c.p("\n\t")
         qlen = c.u16(oip + 2)
@@ -1127,7 +1123,7 @@ def _hexdump(c: _Ctx, bp: int, length: int) -> None:
     data = c.buf[bp:bp + n]
     for i in range(0, n, 2):
         if i % 16 == 0:
-            c.p("\n\t0x%04x: " % i)
+            c.p(f"\n\t0x{i:04x}: ")
         c.p(" " + data[i:i + 2].hex())
 
 
@@ -1141,49 +1137,49 @@ def _icmp6_print(c: _Ctx, dp: int, length: int, ip6: int, fragmented: bool) -> N
         stored = c.u16(dp + 2)
         s = _ip6_cksum(c, ip6, dp, length, 58)
         if s:
-            c.p("[bad icmp6 cksum 0x%04x -> 0x%04x!] " % (stored, _shouldbe(stored, s)))
+            c.p(f"[bad icmp6 cksum 0x{stored:04x} -> 0x{_shouldbe(stored, s):04x}!] ")
         else:
             c.p("[icmp6 sum ok] ")
     typ = c.u8(dp)
-    c.p("ICMP6, %s" % _ICMP6_NAMES.get(typ, "unknown icmp6 type (%u)" % typ))
+    c.p("ICMP6, {}".format(_ICMP6_NAMES.get(typ, f"unknown icmp6 type ({typ})")))
     if typ in (133, 134, 135, 136, 137, 145, 147):
-        c.p(", length %u" % length)
+        c.p(f", length {length}")
     code = c.u8(dp + 1)
     if typ == 1:
-        c.p(", %s" % _ICMP6_UNREACH.get(code, "unknown unreach code (%u)" % code))
+        c.p(", {}".format(_ICMP6_UNREACH.get(code, f"unknown unreach code ({code})")))
         if code in (0, 1, 3):
-            c.p(" %s" % c.a6(oip + 24))
+            c.p(f" {c.a6(oip + 24)}")
         elif code == 2:
-            c.p(" %s, source address %s" % (c.a6(oip + 24), c.a6(oip + 8)))
+            c.p(f" {c.a6(oip + 24)}, source address {c.a6(oip + 8)}")
         elif code == 4:
             up = _icmp6_upper(c, oip)
             if up is None:
                 raise _Trunc(c.proto)
             prot, uo = up
             port = c.u16(uo + 2)
-            c.p(", %s %s port %u" % (c.a6(oip + 24), "tcp" if prot == 6 else "udp", port))
+            c.p(f', {c.a6(oip + 24)} {("tcp" if prot == 6 else "udp")} port {port}')
         else:
             _hexdump(c, dp, length)
     elif typ == 2:
-        c.p(", mtu %u" % c.u32(dp + 4))
+        c.p(f", mtu {c.u32(dp + 4)}")
     elif typ == 3:
         if code == 0:
-            c.p(" for %s" % c.a6(oip + 24))
+            c.p(f" for {c.a6(oip + 24)}")
         elif code == 1:
             c.p(" (reassembly)")
         else:
-            c.p(", unknown code (%u)" % code)
+            c.p(f", unknown code ({code})")
     elif typ == 4:
         c.check(oip + 24, 16)
         what = {0: "erroneous", 1: "next header", 2: "option"}
         if code in what:
-            c.p(", %s - octet %u" % (what[code], c.u32(dp + 4)))
+            c.p(f", {what[code]} - octet {c.u32(dp + 4)}")
         else:
-            c.p(", code-#%u" % code)
+            c.p(f", code-#{code}")
     elif typ in (128, 129):
-        c.p(", id %u, seq %u" % (c.u16(dp + 4), c.u16(dp + 6)))
+        c.p(f", id {c.u16(dp + 4)}, seq {c.u16(dp + 6)}")
     elif typ not in _ICMP6_NAMES:
-        c.p(", length %u" % length)
+        c.p(f", length {length}")
         _hexdump(c, dp, length)
 
 
@@ -1211,7 +1207,7 @@ class TcpdumpPrinter:
             else:
                 _ip_print(c, 0, length)
         except _Trunc as t:
-            c.p(" [|%s]" % t.proto)
+            c.p(f" [|{t.proto}]")
         except _Done:
             pass
         return "".join(c.out)
