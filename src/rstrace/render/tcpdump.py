@@ -19,8 +19,8 @@ ICMP and ICMPv6 errors with the quoted packet, echo, truncation.
 Not covered (the output stays one plausible line, but may differ from tcpdump):
 application payload dissectors (only plain HTTP request/response lines on ports
 80/8080 are rendered; DNS, TLS, SSH, BGP, ... are not), UDP port dissectors
-(UDP always prints ``UDP, length N``), MPTCP options, IPv6 jumbograms, NDP/MLD
-ICMPv6 bodies, ICMP timestamp/mask replies, router adverts, MPLS extensions,
+(UDP always prints ``UDP, length N``), MPTCP options, IPv6 jumbograms, MLD/router-advert
+ICMPv6 bodies (neighbor solicitation/advertisement are covered), ICMP timestamp/mask replies, router adverts, MPLS extensions,
 and IP protocols other than TCP/UDP/ICMP/ICMPv6 (printed as ``ip-proto-N``).
 """
 
@@ -1127,6 +1127,39 @@ def _hexdump(c: _Ctx, bp: int, length: int) -> None:
         c.p(" " + data[i:i + 2].hex())
 
 
+_ND_OPTS = {1: "source link-address", 2: "destination link-address", 3: "prefix info",
+            4: "redirected header", 5: "mtu", 7: "advertisement interval",
+            8: "homeagent information", 24: "route info", 25: "rdnss", 31: "dnssl"}
+
+
+def _icmp6_opt_print(c: _Ctx, cp: int, resid: int) -> None:
+    """icmp6_opt_print() for link-layer address and MTU options (NDP)."""
+    while cp < c.snapend:
+        c.check(cp + 1, 1)
+        if resid <= 0:
+            return
+        otype, olen = c.buf[cp], c.buf[cp + 1]
+        if olen == 0 or cp + (olen << 3) > c.snapend:
+            raise _Trunc(c.proto)
+        name = _ND_OPTS.get(otype, "unknown")
+        c.p(f"\n\t  {name} option ({otype}), length {olen << 3} ({olen}): ")
+        if otype in (1, 2):
+            c.p(":".join(f"{b:02x}" for b in c.buf[cp + 2:cp + (olen << 3)]))
+        elif otype == 5:
+            c.p(f" {c.u32(cp + 4)}")
+        else:
+            # prefix info, RDNSS, ... have their own layouts: not reproduced
+            n = max(0, min((olen << 3) - 2, c.snapend - cp - 2))
+            data = c.buf[cp + 2:cp + 2 + n]
+            for i in range(0, n, 2):
+                if i % 16 == 0:
+                    c.p(f"\n\t  0x{i:04x}: ")
+                c.p(" " + data[i:i + 2].hex())
+            return
+        cp += olen << 3
+        resid -= olen << 3
+
+
 def _icmp6_print(c: _Ctx, dp: int, length: int, ip6: int, fragmented: bool) -> None:
     c.proto = "icmp6"
     oip = dp + 8
@@ -1178,6 +1211,18 @@ def _icmp6_print(c: _Ctx, dp: int, length: int, ip6: int, fragmented: bool) -> N
             c.p(f", code-#{code}")
     elif typ in (128, 129):
         c.p(f", id {c.u16(dp + 4)}, seq {c.u16(dp + 6)}")
+    elif typ == 133:
+        _icmp6_opt_print(c, dp + 8, length - 8)
+    elif typ == 135:
+        c.p(f", who has {c.a6(dp + 8)}")
+        _icmp6_opt_print(c, dp + 24, length - 24)
+    elif typ == 136:
+        c.p(f", tgt is {c.a6(dp + 8)}")
+        fl = c.u32(dp + 4)
+        names = [n for bit, n in ((1 << 31, "router"), (1 << 30, "solicited"),
+                                  (1 << 29, "override")) if fl & bit]
+        c.p(f", Flags [{', '.join(names) or 'none'}]")
+        _icmp6_opt_print(c, dp + 24, length - 24)
     elif typ not in _ICMP6_NAMES:
         c.p(f", length {length}")
         _hexdump(c, dp, length)

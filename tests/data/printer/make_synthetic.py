@@ -433,6 +433,21 @@ def icmp_cases() -> None:
     pk.append(p(ip6(S6, C6, 58, icmp6_raw(2, 0, struct.pack("!I", 1280), inner6))))
     pk.append(p(ip6(S6, C6, 58, icmp6_raw(3, 0, b"\0" * 4, inner6))))
     pk.append(p(ip6(S6, C6, 58, icmp6_raw(4, 1, struct.pack("!I", 6), inner6))))
+    # neighbor discovery (seen in every real IPv6 capture): NS, NA, RS, odd options
+    sll = bytes([1, 1]) + bytes.fromhex("020000000010")
+    tll = bytes([2, 1]) + bytes.fromhex("020000000020")
+    pk.append(p(ip6(C6, "ff02::1:ff00:20", 58, icmp6_raw(135, 0, b"\0" * 4, a6(S6) + sll),
+                    hlim=255)))
+    pk.append(p(ip6(S6, C6, 58, icmp6_raw(136, 0, struct.pack("!I", 0x60000000), a6(S6) + tll),
+                    hlim=255)))
+    pk.append(p(ip6(S6, C6, 58, icmp6_raw(136, 0, struct.pack("!I", 0xE0000000), a6(S6)),
+                    hlim=255)))
+    pk.append(p(ip6(C6, "ff02::2", 58, icmp6_raw(133, 0, b"\0" * 4, sll), hlim=255)))
+    mtu = bytes([5, 1, 0, 0]) + struct.pack("!I", 1500)
+    odd = bytes([99, 1]) + b"\xaa" * 6
+    pk.append(p(ip6(C6, "ff02::2", 58, icmp6_raw(133, 0, b"\0" * 4, mtu + odd), hlim=255)))
+    pk.append(p(ip6(C6, "ff02::2", 58, icmp6_raw(135, 0, b"\0" * 4, a6(S6) + bytes([1, 0])),
+                    hlim=255)))
     write_pcap("syn_icmp.pcap", pk)
 
 
