@@ -19,9 +19,12 @@ ICMP and ICMPv6 errors with the quoted packet, echo, truncation.
 Not covered (the output stays one plausible line, but may differ from tcpdump):
 application payload dissectors (only plain HTTP request/response lines on ports
 80/8080 are rendered; DNS, TLS, SSH, BGP, ... are not), UDP port dissectors
-(UDP always prints ``UDP, length N``), MPTCP options, IPv6 jumbograms, MLD/router-advert
-ICMPv6 bodies (neighbor solicitation/advertisement are covered), ICMP timestamp/mask replies, router adverts, MPLS extensions,
-and IP protocols other than TCP/UDP/ICMP/ICMPv6 (printed as ``ip-proto-N``).
+(UDP always prints ``UDP, length N``), MPTCP options, IPv6 jumbograms, ICMPv6
+router advertisements/MLD/redirects and NDP prefix/RDNSS options (neighbor
+solicitation/advertisement and router solicitation are covered), ICMP
+timestamp/mask replies and router adverts, MPLS extensions, IP protocols other
+than TCP/UDP/ICMP/ICMPv6 (printed as ``ip-proto-N``), and link-layer prefixes
+(``-e``, the Linux "any" device's ``ifname Out``).
 """
 
 from __future__ import annotations
