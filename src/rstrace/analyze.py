@@ -27,6 +27,8 @@ class AnalysisResult:
     window_s: float
     """Seconds from the first to the last packet read (at least 1)."""
     warnings: list[str] = field(default_factory=list)
+    final_kind: Callable[[Verdict], str] = lambda v: v.kind
+    """Maps a connection's verdict to the kind of the finding it ended up in."""
 
 
 def analyze_files(
@@ -91,4 +93,5 @@ def analyze_files(
         failed=diag.failed,
         window_s=window_s,
         warnings=list(summary.warnings),
+        final_kind=diag.final_kind,
     )

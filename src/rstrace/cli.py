@@ -108,7 +108,7 @@ def analyze(
 
     if as_json:
         fmt = "json"
-    failed_conns: list[Connection] = []
+    failed_conns: list[tuple[Connection, Verdict]] = []
     out = sys.stdout
 
     def on_conn(c: Connection, verdict: Verdict | None) -> None:
@@ -117,7 +117,7 @@ def analyze(
 
             out.write(zeek_line(c) + "\n")
         if connections and verdict is not None:
-            failed_conns.append(c)
+            failed_conns.append((c, verdict))
 
     mode = "none" if no_prefilter else ("all" if fmt == "zeek-json" or connections else "control")
     want_conns = fmt == "zeek-json" or connections
@@ -140,7 +140,7 @@ def analyze(
         if connections:
             from rstrace.render.text import render_connections
 
-            render_connections(failed_conns, out)
+            render_connections([(c, res.final_kind(v)) for c, v in failed_conns], out)
         else:
             from rstrace.render.text import render_text
 

@@ -32,6 +32,7 @@ UNANSWERED_AFTER_US = 1_000_000
 _RST_TO_SYN = "rst-to-syn"
 _UNANSWERED = "unanswered"
 _PROBE = "probe"  # SYN, SYN-ACK, client RST: a half-open (stealth) scan probe
+_SCAN_EVIDENCE = (_RST_TO_SYN, _UNANSWERED, _PROBE, "unreachable")
 
 
 @dataclass(slots=True)
@@ -113,6 +114,26 @@ def classify(conn: Connection, now_ts: int) -> Verdict | None:
     return None
 
 
+def control_span(conn: Connection) -> tuple[int, int]:
+    """First and last SYN/FIN/RST/ICMP of a connection.
+
+    Findings are timed by control packets only, so that they do not change when
+    the prefilter keeps data packets (which may come before or after) away.
+    """
+    o, r = conn.orig, conn.resp
+    times = [
+        t
+        for t in (o.first_syn_ts, o.last_syn_ts, r.first_syn_ts, r.last_syn_ts,
+                  o.fin_ts, r.fin_ts, o.rst_ts, r.rst_ts)
+        if t is not None
+    ]  # fmt: skip
+    if conn.unreachable is not None:
+        times.append(conn.unreachable.ts)
+    if not times:
+        return conn.ts, conn.last_ts
+    return min(times), max(times)
+
+
 def _peer_bytes(resetter: Side, peer: Side) -> int:
     """Bytes the peer sent: its FIN/RST tells, or else the RST's ack acknowledged them."""
     if resetter.rst_flags & ACK and peer.isn is not None:
@@ -132,7 +153,9 @@ def _injected_side(conn: Connection) -> dict[str, object] | None:
             return {
                 "claimed_sender": who,
                 "rst_ttl": side.rst_ttl,
-                "peer_ttls": sorted(side.ttls),
+                "peer_ttls": ",".join(map(str, sorted(side.ttls))),
+                "rst_ip_id": side.rst_ip_id,
+                "rst_df": side.rst_df,
                 "sender_kept_talking": side.pkts_after_rst > 0,
             }
     return None
@@ -166,6 +189,14 @@ class Diagnoser:
         self._failed_ports: dict[str, set[tuple[str, int]]] = defaultdict(set)  # per source
         self.connections = 0
         self.failed = 0
+        self._scanners: set[str] = set()
+        self._resolved: dict[tuple[str, str, int], str] = {}
+
+    def final_kind(self, v: Verdict) -> str:
+        """The kind a connection's verdict ended up as, once settle() has run."""
+        if v.client in self._scanners and v.kind in _SCAN_EVIDENCE:
+            return "scan"
+        return self._resolved.get((v.kind, v.server, v.port), v.kind)
 
     def add(self, conn: Connection, now_ts: int) -> Verdict | None:
         self.connections += 1
@@ -175,30 +206,31 @@ class Diagnoser:
         v = classify(conn, now_ts)
         if v is None:
             return None
-        if v.kind in (_RST_TO_SYN, _UNANSWERED, _PROBE, "unreachable"):
+        if v.kind in _SCAN_EVIDENCE:
             ports = self._failed_ports[v.client]
             if len(ports) <= 4 * SCAN_MIN_PORTS:
                 ports.add((v.server, v.port))
         key = (v.kind, v.server, v.port)
+        first, last = control_span(conn)
         agg = self._aggs.get(key)
         if agg is None:
-            agg = self._aggs[key] = _Aggregate(v.kind, v.server, v.port, first_ts=conn.ts)
+            agg = self._aggs[key] = _Aggregate(v.kind, v.server, v.port, first_ts=first)
         agg.count += 1
-        agg.first_ts = min(agg.first_ts, conn.ts)
-        agg.last_ts = max(agg.last_ts, conn.last_ts)
+        agg.first_ts = min(agg.first_ts, first)
+        agg.last_ts = max(agg.last_ts, last)
         if v.client in agg.clients or len(agg.clients) < MAX_CLIENTS:
             agg.clients[v.client] += 1
         if conn.iface:
             agg.ifaces[conn.iface] += 1
-        agg.per_second[conn.ts // 1_000_000] += 1
+        agg.per_second[first // 1_000_000] += 1
         for k, val in v.details.items():
-            if k in ("rst_ttl", "rst_ip_id", "rst_df", "peer_ttls"):
-                continue
+            if v.kind == _RST_TO_SYN and k in ("rst_ttl", "rst_ip_id", "rst_df"):
+                continue  # settled per aggregate (server TTL vs RST TTL)
             agg.details[f"{k}={val}"] += 1
         if v.kind == _RST_TO_SYN:
             agg.rst_ttls[conn.resp.rst_ttl] += 1
-        if len(agg.evidence) < MAX_EVIDENCE:
-            agg.evidence.extend(_pick_evidence(conn, v.kind)[: MAX_EVIDENCE - len(agg.evidence)])
+        if not agg.evidence:  # the first connection's packets tell the story together
+            agg.evidence = _pick_evidence(conn, v)[:MAX_EVIDENCE]
         self.failed += 1
         return v
 
@@ -227,7 +259,7 @@ class Diagnoser:
 
     def settle(self) -> list[_Aggregate]:
         """Resolve provisional kinds, pull out scanners, merge port spreads."""
-        scanners = {
+        scanners = self._scanners = {
             src for src, ports in self._failed_ports.items() if len(ports) >= SCAN_MIN_PORTS
         }
         half_open_ports = {(a.server, a.port) for a in self._aggs.values() if a.kind == "half-open"}
@@ -235,7 +267,7 @@ class Diagnoser:
         scans: dict[str, _Aggregate] = {}
         for agg in self._aggs.values():
             kind = agg.kind
-            if kind in (_RST_TO_SYN, _UNANSWERED, _PROBE, "unreachable") and scanners:
+            if kind in _SCAN_EVIDENCE and scanners:
                 agg = self._take_scanners(agg, scanners, scans)
                 if agg is None:
                     continue
@@ -252,6 +284,7 @@ class Diagnoser:
                     kind = "timeout"
             elif kind == _RST_TO_SYN:
                 kind = self._refused_or_firewall(agg)
+            self._resolved[(agg.kind, agg.server, agg.port)] = kind
             agg.kind = kind
             key = (kind, agg.server, agg.port)
             if key in settled:
@@ -336,20 +369,22 @@ def _merge_spreads(aggs: list[_Aggregate]) -> list[SpreadAggregate]:
     return out
 
 
-def _pick_evidence(conn: Connection, kind: str) -> list[Evidence]:
+def _pick_evidence(conn: Connection, v: Verdict) -> list[Evidence]:
     """The packets that show this kind: e.g. the SYN and the RST that answered it."""
-    wanted = {
-        _RST_TO_SYN: ("SYN", "RST"),
+    who = v.details.get("reset_by") or v.details.get("claimed_sender")
+    wanted: tuple[str, ...] = {
+        _RST_TO_SYN: ("SYN", "RST from responder"),
         _UNANSWERED: ("SYN",),
         "unreachable": ("SYN", "ICMP"),
         "half-open": ("SYN", "SYN-ACK"),
-        "listen-overflow": ("SYN-ACK",),
-        _PROBE: ("SYN", "RST"),
-    }.get(kind, ("RST",))
-    picked = [e for e in conn.evidence if any(e.note.startswith(w) for w in wanted)]
-    if kind == "injected":
-        picked = [e for e in conn.evidence if e.note.startswith(("RST", "SYN-ACK", "SYN"))]
-    return picked[:2] if picked else conn.evidence[:1]
+        "listen-overflow": ("SYN", "SYN-ACK"),
+        _PROBE: ("SYN", "SYN-ACK", "RST from originator"),
+        # A genuine packet of the claimed sender beside the RST, to compare TTLs.
+        "injected": ("SYN-ACK" if who == "responder" else "SYN", f"RST from {who}"),
+    }.get(v.kind, (f"RST from {who}",))
+    picked = [e for e in conn.evidence if e.note in wanted or e.note.startswith("ICMP")
+              and "ICMP" in wanted]  # fmt: skip
+    return picked or conn.evidence[:1]
 
 
 def build_findings(

@@ -55,11 +55,11 @@ def _clients(f: Finding, limit: int = 3) -> str:
 
 
 def _how_much(f: Finding, window_s: float) -> str:
-    span = (f.last_ts - f.first_ts) / 1e6
-    seen = f" on {', '.join(f.ifaces)}" if f.ifaces else ""
+    seen = f", seen on {', '.join(f.ifaces)}" if f.ifaces else ""
+    times = "Once" if f.count == 1 else f"{f.count} times"
     return (
-        f"{f.count} times in {window_s:.0f} s ({f.rate:.2f}/s); first {hhmmss(f.first_ts)}, "
-        f"last {hhmmss(f.last_ts)} ({span:.0f} s apart){seen}"
+        f"{times} in {window_s:.0f} s ({f.rate:.2f}/s), first {hhmmss(f.first_ts)}, "
+        f"last {hhmmss(f.last_ts)}{seen}"
     )
 
 
@@ -145,10 +145,10 @@ def explain(f: Finding, window_s: float) -> tuple[str, list[str]]:
     if f.kind == "abort":
         who = _top(d.get("reset_by")) or "an endpoint"
         after_close = _top(d.get("after_close")) == "True"
-        b = _top(d.get("bytes_by_resetter"))
+        sent, got = _top(d.get("bytes_by_resetter")), _top(d.get("bytes_by_peer"))
         text = (
             f"Established connections between {_clients(f)} and {w} were reset by the {who}"
-            + (f" after it had sent {b} bytes" if b not in (None, "0") else "")
+            + (f" (it had sent {sent} bytes and received {got})" if sent is not None else "")
             + (
                 ", after it had closed: data arrived for a socket the application had closed"
                 if after_close
@@ -189,11 +189,17 @@ def explain(f: Finding, window_s: float) -> tuple[str, list[str]]:
         return text, steps
     if f.kind == "injected":
         who = _top(d.get("claimed_sender")) or "peer"
+        rst_ttl, peer_ttls = _top(d.get("rst_ttl")), _top(d.get("peer_ttls"))
+        kept = _top(d.get("sender_kept_talking")) == "True"
+        why = []
+        if rst_ttl and peer_ttls and rst_ttl not in peer_ttls.split(","):
+            why.append(f"its TTL is {rst_ttl} while the {who}'s own packets have {peer_ttls}")
+        if kept:
+            why.append(f"the {who} kept sending after it")
         text = (
             f"Connections between {_clients(f)} and {w} were reset by packets that claim to "
-            f"come from the {who} but do not look like it: a different TTL than its other "
-            "packets, or it kept talking afterwards. Something on the path forged them "
-            f"(middlebox, IPS, attacker). {how}."
+            f"come from the {who} but do not look like it: {' and '.join(why) or 'see below'}. "
+            f"Something on the path forged them (a middlebox, an IPS, an attacker). {how}."
         )
         steps = [
             "Capture on both ends: the real peer will not show the RST leaving",

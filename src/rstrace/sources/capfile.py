@@ -12,6 +12,7 @@ Two readers, one output:
 from __future__ import annotations
 
 import gzip
+import zlib
 import struct
 import sys
 from collections.abc import Iterator
@@ -118,7 +119,7 @@ class CaptureReader:
             inner = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")
             try:
                 ihead = inner.read(4)
-            except (OSError, EOFError) as e:
+            except (OSError, EOFError, zlib.error) as e:
                 raise CaptureError(f"{display}: corrupt gzip data ({e})") from None
             return _Opened(path, display, inner, ihead, "gzip", _peek_ts(inner, ihead, path))
         if len(head) < 4:
@@ -166,10 +167,13 @@ class CaptureReader:
         if rec is None:
             return None
         s = self.summary
-        if s.first_ts is None or rec.ts < s.first_ts:
-            s.first_ts = rec.ts
-        if s.last_ts is None or rec.ts > s.last_ts:
-            s.last_ts = rec.ts
+        # The observed window spans control packets (SYN/FIN/RST) and ICMP only:
+        # the prefilter hides data packets, and rates must not depend on it.
+        if isinstance(rec, Unreachable) or rec.flags & 0x07:
+            if s.first_ts is None or rec.ts < s.first_ts:
+                s.first_ts = rec.ts
+            if s.last_ts is None or rec.ts > s.last_ts:
+                s.last_ts = rec.ts
         if iface:
             s.interfaces.add(iface)
         if self.verify_checksums and isinstance(rec, Segment):
@@ -314,7 +318,7 @@ class CaptureReader:
                 f"{item.display}: reading stopped at byte {e.offset} after {seen} packets "
                 f"({e}); results cover what was read"
             )
-        except (OSError, EOFError) as e:  # gzip: corrupt or cut-short compressed data
+        except (OSError, EOFError, zlib.error) as e:  # gzip: corrupt or cut-short data
             if out:
                 yield out
                 out = []
@@ -380,7 +384,7 @@ def _peek_ts(stream: BinaryIO, head: bytes, path: str, rewind: bool = True) -> i
         with gzip.open(path, "rb") as g:
             for pkt in StreamReader(g):  # type: ignore[arg-type]
                 return pkt.ts
-    except (CaptureFormatError, OSError, EOFError):
+    except (CaptureFormatError, OSError, EOFError, zlib.error):
         return 0
     return 0
 
