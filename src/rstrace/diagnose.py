@@ -382,8 +382,8 @@ def _pick_evidence(conn: Connection, v: Verdict) -> list[Evidence]:
         # A genuine packet of the claimed sender beside the RST, to compare TTLs.
         "injected": ("SYN-ACK" if who == "responder" else "SYN", f"RST from {who}"),
     }.get(v.kind, (f"RST from {who}",))
-    picked = [e for e in conn.evidence if e.note in wanted or e.note.startswith("ICMP")
-              and "ICMP" in wanted]  # fmt: skip
+    picked = [e for e in conn.evidence if e.note in wanted or (e.note.startswith("ICMP")
+              and "ICMP" in wanted)]  # fmt: skip
     return picked or conn.evidence[:1]
 
 

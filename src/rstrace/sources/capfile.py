@@ -12,9 +12,9 @@ Two readers, one output:
 from __future__ import annotations
 
 import gzip
-import zlib
 import struct
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
