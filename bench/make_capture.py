@@ -42,6 +42,10 @@ from traffic import Plan  # noqa: E402
 NS_PREFIX = "rstb-"
 CLIENT4, SERVER4 = "192.0.2.10", "192.0.2.20"
 CLIENT6, SERVER6 = "2001:db8:5eb::10", "2001:db8:5eb::20"
+# Extra client addresses (many clients, as on a real server) and a separate scanner.
+CLIENTS4 = [f"192.0.2.{i}" for i in range(100, 124)]
+CLIENTS6 = [f"2001:db8:5eb::{i:x}" for i in range(0x100, 0x118)]
+SCANNER4, SCANNER6 = "192.0.2.66", "2001:db8:5eb::66"
 
 NFT_RULES = """
 table inet rstb {
@@ -79,6 +83,10 @@ def make_plan(size_mb: float, out: str, seed: int, deadline_s: float) -> Plan:
         deadline_s=deadline_s,
         server4=SERVER4,
         server6=SERVER6,
+        clients4=CLIENTS4,
+        clients6=CLIENTS6,
+        scanner4=SCANNER4,
+        scanner6=SCANNER6,
         seed=seed,
         v6_share=0.3,
         bulk_v6_share=0.3,
@@ -131,6 +139,10 @@ class Lab:
             run("ip", "-6", "addr", "add", f"{a6}/64", "dev", dev, "nodad", ns=ns)
             run("ip", "link", "set", dev, "up", ns=ns)
             run("ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", ns=ns)
+        for a4 in (*CLIENTS4, SCANNER4):
+            run("ip", "addr", "add", f"{a4}/24", "dev", self.veth_c, ns=self.cli)
+        for a6 in (*CLIENTS6, SCANNER6):
+            run("ip", "-6", "addr", "add", f"{a6}/64", "dev", self.veth_c, "nodad", ns=self.cli)
         # SYN timeouts in ~3 s instead of ~2 min; SYN-ACK retries bounded on the server.
         run("sysctl", "-qw", "net.ipv4.tcp_syn_retries=1", ns=self.cli)
         run("sysctl", "-qw", "net.ipv4.tcp_synack_retries=1", ns=self.srv)

@@ -159,6 +159,10 @@ class Plan:
     deadline_s: float
     server4: str
     server6: str
+    clients4: list[str]
+    clients6: list[str]
+    scanner4: str
+    scanner6: str
     seed: int
     v6_share: float
     bulk_v6_share: float
@@ -204,16 +208,27 @@ class Pacer:
             self.counts[key] = self.counts.get(key, 0) + n
 
 
-def _addr(plan: Plan, rng: random.Random, v6: bool | None = None) -> tuple[int, str]:
+Dst = tuple[int, str, str]
+"""(address family, server address, client source address)."""
+
+
+def _addr(plan: Plan, rng: random.Random, v6: bool | None = None, scanner: bool = False) -> Dst:
+    """The server, and a source address: one of many clients, or the scanner's own."""
     if v6 is None:
         v6 = rng.random() < plan.v6_share
-    return (socket.AF_INET6, plan.server6) if v6 else (socket.AF_INET, plan.server4)
+    if v6:
+        src = plan.scanner6 if scanner else rng.choice(plan.clients6)
+        return socket.AF_INET6, plan.server6, src
+    src = plan.scanner4 if scanner else rng.choice(plan.clients4)
+    return socket.AF_INET, plan.server4, src
 
 
-def _connect(fam: int, host: str, port: int, timeout: float = 10) -> socket.socket:
+def _connect(dst: Dst, port: int, timeout: float = 10) -> socket.socket:
+    fam, host, src = dst
     s = socket.socket(fam, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
+        s.bind((src, 0))
         s.connect((host, port))
     except BaseException:
         s.close()
@@ -242,9 +257,9 @@ def bulk_worker(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
             pacer.counts["bulk_started_bytes"] = all_bytes
             if v6:
                 pacer.counts["bulk_v6_started_bytes"] = v6_bytes + n
-        fam, host = _addr(plan, rng, v6=v6)
+        dst = _addr(plan, rng, v6=v6)
         try:
-            with _connect(fam, host, BULK_PORT) as s:
+            with _connect(dst, BULK_PORT) as s:
                 s.sendall(struct.pack("!Q", n))
                 got = 0
                 while True:
@@ -252,17 +267,17 @@ def bulk_worker(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
                     if not part:
                         break
                     got += len(part)
-            pacer.count("bulk_v6" if fam == socket.AF_INET6 else "bulk_v4")
+            pacer.count("bulk_v6" if dst[0] == socket.AF_INET6 else "bulk_v4")
             pacer.count("bulk_bytes", got)
         except OSError as e:
             pacer.count(f"bulk_error_{e.__class__.__name__}")
 
 
 def do_short(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
-    fam, host = _addr(plan, rng)
+    dst = _addr(plan, rng)
     want = rng.choice((200, 600, 1400, 3000, 12000))
     try:
-        with _connect(fam, host, SHORT_PORT) as s:
+        with _connect(dst, SHORT_PORT) as s:
             s.sendall(struct.pack("!I", want) + b"q" * rng.randint(40, 300))
             while s.recv(65536):
                 pass
@@ -272,9 +287,9 @@ def do_short(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
 
 
 def do_refused(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
-    fam, host = _addr(plan, rng, v6=rng.random() < 0.4)
+    dst = _addr(plan, rng, v6=rng.random() < 0.4)
     try:
-        _connect(fam, host, rng.choice(CLOSED_PORTS)).close()
+        _connect(dst, rng.choice(CLOSED_PORTS)).close()
         pacer.count("refused_unexpected_ok")
     except ConnectionRefusedError:
         pacer.count("refused")
@@ -283,9 +298,9 @@ def do_refused(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
 
 
 def do_reject(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
-    fam, host = _addr(plan, rng)
+    dst = _addr(plan, rng)
     try:
-        _connect(fam, host, REJECT_PORT).close()
+        _connect(dst, REJECT_PORT).close()
         pacer.count("reject_unexpected_ok")
     except ConnectionRefusedError:
         pacer.count("reject")
@@ -305,9 +320,9 @@ def _expect_reset(s: socket.socket) -> bool:
 
 
 def do_linger(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
-    fam, host = _addr(plan, rng)
+    dst = _addr(plan, rng)
     try:
-        with _connect(fam, host, LINGER_PORT) as s:
+        with _connect(dst, LINGER_PORT) as s:
             s.sendall(b"GET /abort\r\n")
             pacer.count("server_abort" if _expect_reset(s) else "server_abort_noreset")
     except OSError:
@@ -315,9 +330,9 @@ def do_linger(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
 
 
 def do_unread(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
-    fam, host = _addr(plan, rng)
+    dst = _addr(plan, rng)
     try:
-        with _connect(fam, host, UNREAD_PORT) as s:
+        with _connect(dst, UNREAD_PORT) as s:
             s.sendall(b"x" * rng.randint(100, 3000))
             pacer.count("unread_close" if _expect_reset(s) else "unread_close_noreset")
     except OSError:
@@ -326,9 +341,9 @@ def do_unread(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
 
 def do_client_abort(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
     """Ask for 2 MB, read a little, then close with SO_LINGER 0: the client sends the RST."""
-    fam, host = _addr(plan, rng)
+    dst = _addr(plan, rng)
     try:
-        s = _connect(fam, host, BULK_PORT)
+        s = _connect(dst, BULK_PORT)
         s.sendall(struct.pack("!Q", 2 << 20))
         _recv_exact(s, rng.randint(1000, 60000))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
@@ -339,7 +354,7 @@ def do_client_abort(plan: Plan, pacer: Pacer, rng: random.Random) -> None:
 
 
 def nonblocking_connects(
-    targets: list[tuple[int, str, int]], wait_s: float, hold_s: float = 0.0
+    targets: list[tuple[int, str, str, int]], wait_s: float, hold_s: float = 0.0
 ) -> dict[str, int]:
     """Start every connect at once; collect outcomes for up to wait_s seconds.
 
@@ -349,10 +364,11 @@ def nonblocking_connects(
     sel = selectors.DefaultSelector()
     out: dict[str, int] = {}
     socks: list[socket.socket] = []
-    for fam, host, port in targets:
+    for fam, host, src, port in targets:
         s = socket.socket(fam, socket.SOCK_STREAM)
         s.setblocking(False)
         socks.append(s)
+        s.bind((src, 0))
         rc = s.connect_ex((host, port))
         if rc in (0, errno.EINPROGRESS):
             sel.register(s, selectors.EVENT_WRITE)
@@ -396,11 +412,11 @@ def do_overflow(plan: Plan, pacer: Pacer, rng: random.Random, n: int) -> None:
 
 
 def do_scan(plan: Plan, pacer: Pacer, rng: random.Random, n: int, v6: bool) -> None:
-    fam, host = _addr(plan, rng, v6=v6)
+    dst = _addr(plan, rng, v6=v6, scanner=True)
     ports = list(range(1, n + 1))
     rng.shuffle(ports)
     for i in range(0, len(ports), 128):
-        targets = [(fam, host, p) for p in ports[i : i + 128]]
+        targets = [(*dst, p) for p in ports[i : i + 128]]
         for k, v in nonblocking_connects(targets, wait_s=3).items():
             pacer.count(f"scan{6 if v6 else 4}:{k}", v)
 
