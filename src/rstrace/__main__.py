@@ -1,0 +1,5 @@
+"""`python -m rstrace` runs the command line."""
+
+from rstrace.cli import main
+
+main()
