@@ -158,11 +158,11 @@ def ensure_quick_capture(path: str, size_mb: float) -> None:
 
 
 def git_rev() -> str:
-    """HEAD of the rstrace checkout, +dirty when src/ has uncommitted changes."""
+    """Last commit that touched src/, +dirty when src/ has uncommitted changes."""
     root = BENCH.parent
     try:
         rev = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(root), "log", "-1", "--format=%h", "--", "src"],
             capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
         dirty = subprocess.run(
@@ -296,7 +296,11 @@ def main() -> int:
         f"IPv6 {st.ipv6_share * 100:.1f} %"
     )
     print(f"B = {' '.join(tcpdump[:-1])} '<filter>' (peak RSS {tcpdump_rss:.0f} MB)")
-    print(f"rstrace {report_rev}, {dt.date.today().isoformat()}, load avg {os.getloadavg()[0]:.2f}")
+    load = os.getloadavg()[0]
+    print(f"rstrace src@{report_rev}, {dt.date.today().isoformat()}, load avg {load:.2f}")
+    if a.quick:
+        print("(quick: a 50 MB capture is dominated by interpreter startup; the targets are")
+        print(" meant for the ~1 GB capture, so read these ratios as a smoke test only)")
     print(fmt_table(rows))
     report = {
         "date": dt.date.today().isoformat(),
