@@ -192,7 +192,19 @@ def main() -> int:
         "--skip", action="append", default=[], choices=["findings", "zeek-json", "tshark"]
     )
     ap.add_argument("--json-out", help="write the results as JSON here")
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment for the rstrace runs (e.g. a switch to another code path)",
+    )
     a = ap.parse_args()
+    for kv in a.env:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            ap.error(f"--env wants KEY=VALUE, not {kv!r}")
+        os.environ[key] = value  # inherited by every child; tcpdump ignores it
     if a.pairs < 1 or a.pairs > 50:
         ap.error("--pairs must be within 1..50")
     if a.quick:
@@ -297,13 +309,15 @@ def main() -> int:
     )
     print(f"B = {' '.join(tcpdump[:-1])} '<filter>' (peak RSS {tcpdump_rss:.0f} MB)")
     load = os.getloadavg()[0]
-    print(f"rstrace src@{report_rev}, {dt.date.today().isoformat()}, load avg {load:.2f}")
+    env = f", env {' '.join(a.env)}" if a.env else ""
+    print(f"rstrace src@{report_rev}{env}, {dt.date.today().isoformat()}, load avg {load:.2f}")
     if a.quick:
         print("(quick: a 50 MB capture is dominated by interpreter startup; the targets are")
         print(" meant for the ~1 GB capture, so read these ratios as a smoke test only)")
     print(fmt_table(rows))
     report = {
         "date": dt.date.today().isoformat(),
+        "env": a.env,
         "rstrace_rev": report_rev,
         "load_avg_after": os.getloadavg(),
         "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},

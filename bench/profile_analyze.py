@@ -4,11 +4,14 @@
 
 Three views, each in fresh child processes:
   1. startup: `python -c pass`, the imports of the analyze path, `-X importtime` top list;
-  2. stages, timed without a profiler (median of --runs), each adding one layer:
+  2. stages, timed without a profiler (best of --runs: the least disturbed run on a
+     shared machine; the collector tuned as analyze_files() does), each adding one layer:
        libpcap   pcapy open_offline + BPF prefilter + next_batch loop (C only)
        read      CaptureReader.batches(): the above + Python decode into records
        track     + ConnectionTable.feed/flush
-       analyze   analyze_files(): + Diagnoser rules and findings
+       analyze   analyze_files(): + Diagnoser rules and findings (or, when it applies,
+                 whatever faster path analyze_files() itself takes: then the first
+                 three stages describe the reference pipeline only)
        cli       `rstrace analyze --json FILE >/dev/null` (+ startup, imports, JSON render)
      for mode "control" (the --json findings path) and "all" (the zeek-json path);
   3. cProfile of the CLI on the findings path: top functions and time per component.
@@ -23,7 +26,6 @@ import os
 import pstats
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,8 @@ from rstrace.sources.capfile import CaptureReader
 from rstrace.sources.bpf import all_tcp_filter, control_filter
 from rstrace.track import ConnectionTable
 from rstrace.analyze import analyze_files
+import gc
+gc.set_threshold(200_000, 50, 100)  # as analyze_files() does while reading
 n = 0
 t0 = time.perf_counter()
 if stage == "libpcap":
@@ -96,6 +100,11 @@ pr.dump_stats(prof_out)
 
 COMPONENTS = (
     ("libpcap+BPF (C, next_batch)", ("next_batch", "open_offline", "setfilter", "pcapy")),
+    (
+        "vectorized fast path (fastpath.py, sources/columns.py)",
+        ("rstrace/fastpath.py", "sources/columns.py"),
+    ),
+    ("numpy", ("numpy/", "<method 'argsort'", "numpy.")),
     ("decode (sources/decode.py)", ("sources/decode.py",)),
     ("read loop (sources/capfile.py)", ("sources/capfile.py", "sources/blockreader.py")),
     ("tracker (track.py)", ("rstrace/track.py",)),
@@ -108,7 +117,7 @@ COMPONENTS = (
 
 
 def wall(cmd: list[str], runs: int) -> float:
-    """Median wall time of cmd; NaN (and a note) when it fails."""
+    """Best wall time of cmd over runs; NaN (and a note) when it fails."""
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -117,7 +126,7 @@ def wall(cmd: list[str], runs: int) -> float:
         if p.returncode != 0:
             print(f"  {' '.join(cmd[:3])}...: exit {p.returncode}: {p.stderr.strip()[-200:]}")
             return float("nan")
-    return statistics.median(times)
+    return min(times)
 
 
 def startup(runs: int) -> dict[str, object]:
@@ -160,7 +169,7 @@ def stages(path: str, mode: str, runs: int) -> dict[str, dict[str, float]]:
             vals.append(json.loads(p.stdout.strip().splitlines()[-1]))
         if vals:
             res[stage] = {
-                "s": statistics.median(v["s"] for v in vals),
+                "s": min(v["s"] for v in vals),
                 "n": vals[0]["n"],
                 "rss_mb": max(v["rss_mb"] for v in vals),
             }
@@ -215,7 +224,7 @@ def main() -> int:
             pass
     report: dict[str, object] = {"capture": a.capture}
 
-    print("== startup (median of runs, wall s)")
+    print("== startup (best of runs, wall s)")
     su = startup(max(a.runs, 5))
     report["startup"] = su
     for k, v in su.items():
@@ -229,7 +238,7 @@ def main() -> int:
         print(f"    {us / 1e3:7.1f} ms  {name}")
 
     for mode in ("control", "all"):
-        print(f"== stages, mode {mode!r} (in-process time after imports; cli/tcpdump are wall)")
+        print(f"== stages, mode {mode!r} (best of runs; in-process after imports; cli: wall)")
         sg = stages(a.capture, mode, a.runs)
         report[f"stages_{mode}"] = sg
         prev = 0.0
