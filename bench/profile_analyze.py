@@ -21,6 +21,7 @@ Only bench/ is touched: rstrace is imported, never changed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import pstats
@@ -137,6 +138,10 @@ def startup(runs: int) -> dict[str, object]:
         "python -c '<analyze-path imports>'": wall([PY, "-c", ANALYZE_IMPORTS], runs),
         "rstrace --version": wall([rs, "--version"], runs),
     }
+    # Optional modules the analyze path may import lazily (if present in this tree).
+    for mod in ("numpy", "rstrace.fastpath"):
+        if importlib.util.find_spec(mod) is not None:
+            out[f"python -c 'import {mod}'"] = wall([PY, "-c", f"import {mod}"], runs)
     p = subprocess.run(
         [PY, "-X", "importtime", "-c", ANALYZE_IMPORTS], capture_output=True, text=True
     )
