@@ -79,8 +79,13 @@ def _check_ns(ns: str) -> str:
 
 
 def ns_argv(ns: str, argv: Sequence[str]) -> list[str]:
-    """The argv that runs *argv* inside namespace *ns* (``ip netns exec``)."""
-    return ["ip", "netns", "exec", _check_ns(ns), *argv]
+    """The argv that runs *argv* inside namespace *ns*.
+
+    nsenter enters the network namespace only. `ip netns exec` also remounts /sys
+    (which hides tracefs, and fails where / is not a mount point, e.g. in a chroot);
+    nothing here needs /sys: sysctl's /proc/sys/net follows the caller's namespace.
+    """
+    return ["nsenter", f"--net=/run/netns/{_check_ns(ns)}", "--", *argv]
 
 
 def ns_run(
