@@ -520,8 +520,9 @@ def refused_netns(path: Path) -> dict:
 
 def refused_any_sll(path: Path) -> dict:
     """Refused across veth, recorded with ``tcpdump -i any`` (Linux cooked v1, SLL)."""
+    # tcpdump 4.99 with libpcap 1.10 writes SLL2 for -i any unless told otherwise.
     e = _refused(path, host="192.0.2.20", port=7212, attempts=3, ipv6=False,
-                 topology="direct", iface="any")  # fmt: skip
+                 topology="direct", iface="any", linktype="LINUX_SLL")  # fmt: skip
     e["note"] = "3x refused to 192.0.2.20:7212, link type LINUX_SLL (-i any) in the client ns."
     return e
 
