@@ -1,0 +1,922 @@
+"""The findings path, vectorized: same findings as the reference pipeline, faster.
+
+Design (why it gives identical results):
+* Rows come from libpcap batches decoded with numpy (sources/columns.py);
+  odd frames go through the reference decoder.
+* Rows are grouped per 4-tuple in windows. A 4-tuple whose packets follow one
+  of a few exact patterns (SYNs only; SYNs then a responder RST; SYN, SYN-ACKs;
+  SYN, SYN-ACKs, originator RST; SYN, SYN-ACKs, FIN, FIN) is one Zeek
+  connection whose Side facts, expiry and verdict follow from the pattern (each
+  derived from track.py and checked by the equivalence tests). Every other
+  4-tuple is replayed through the reference ConnectionTable + classify.
+* Results of the reference depend on the order connections reach the Diagnoser
+  (first connection's evidence, client order among equal counts), and that order
+  is ConnectionTable's: evictions during a batch, then its heap pops at the
+  batch end, then ICMP without a connection, then the final flush. Both halves
+  compute (batch, phase, heap key, row) for each connection; the heap key of a
+  simple pattern is simulated from its pushes and the batch-end clocks.
+* A 4-tuple stays in the window (rows carried over) until its connection has
+  expired at a batch end, so windows and batch sizes do not change results.
+Anything outside these assumptions (captures not in time order, files libpcap
+cannot read, read errors) returns None: the caller runs the reference pipeline.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pcapy
+
+from rstrace.diagnose import (
+    _PROBE,
+    _RST_TO_SYN,
+    _SCAN_EVIDENCE,
+    _UNANSWERED,
+    MAX_CLIENTS,
+    MAX_EVIDENCE,
+    SCAN_MIN_PORTS,
+    UNANSWERED_AFTER_US,
+    Diagnoser,
+    Verdict,
+    _Aggregate,
+    _pick_evidence,
+    classify,
+    control_span,
+)
+from rstrace.model import Connection, Evidence, Segment, Unreachable
+from rstrace.sources.bpf import control_filter
+from rstrace.sources.capfile import CaptureError, CaptureReader, ReadSummary, _holds_no_packets
+from rstrace.sources.columns import ROW, decode_batch
+from rstrace.track import ConnectionTable
+
+SEC = 1_000_000
+I64MAX = np.iinfo(np.int64).max
+SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
+MAX_SIMPLE_LEN = 16
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+
+# Simple patterns.
+P_S0, P_REJ, P_HALF, P_PROBE, P_SF = 1, 2, 3, 4, 5
+
+
+class _Fallback(Exception):
+    """The fast path cannot vouch for identical results: use the reference."""
+
+
+class _Replay(ConnectionTable):
+    """The reference table, noting for each connection when and how it left it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cur_rid = -1
+        self.phase = 0
+        self.at = 0
+        self.meta: list[tuple[int, int, int]] = []  # (phase, key, creation rid)
+        self.created: dict[int, int] = {}
+
+    def _new_conn(self, key: Any, s: Segment) -> Any:
+        c = super()._new_conn(key, s)
+        self.created[id(c)] = self.cur_rid
+        return c
+
+    def _evict(self, c: Any, out: list[Connection]) -> None:
+        super()._evict(c, out)
+        key = self.cur_rid if self.phase == 0 else self.at
+        self.meta.append((self.phase, key, self.created.pop(id(c))))
+
+    def _expire(self, out: list[Connection]) -> None:
+        import heapq
+
+        heap = self._heap
+        now = self._now
+        self.phase = 1
+        while heap and heap[0][0] <= now:
+            at, _, c = heapq.heappop(heap)
+            if c.dead:
+                continue
+            if c.expire_at <= now:
+                self.at = int(at)
+                self._evict(c, out)
+            elif at == c.heap_at:
+                c.heap_at = c.expire_at
+                heapq.heappush(heap, (c.expire_at, next(self._tick), c))
+        self.phase = 0
+
+
+@dataclass
+class _Emitted:
+    """Connections leaving the tracker in one window, in columns."""
+
+    order: list[np.ndarray] = field(default_factory=list)  # emission keys, 4 columns
+    cols: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+
+def _hash_ep(hi: np.ndarray, lo: np.ndarray, pv: np.ndarray) -> np.ndarray:
+    h = hi * _M1 ^ lo
+    h = (h ^ (h >> np.uint64(31))) * _M2 ^ pv
+    return (h ^ (h >> np.uint64(29))) * _M1
+
+
+class FastAnalysis:
+    def __init__(
+        self, paths: list[str], batch_size: int, window_rows: int, read_batch: int | None
+    ) -> None:
+        self.paths = paths
+        self.ref_bs = batch_size
+        # libpcap batches are whole multiples of the reference's, so both see the
+        # same batch ends (the tracker expires connections there).
+        self.read_bs = batch_size * max(1, (read_batch or 65536) // batch_size)
+        self.window_rows = window_rows
+        self.summary = ReadSummary(files=list(paths), prefiltered=True)
+        self.diag = Diagnoser()
+        self.names: list[str | None] = [None]
+        self.addr_ids: dict[tuple[int, int, int], int] = {}
+        self.addr_strs: list[str] = []
+        self.pass_b: list[int] = []  # reference batches that had records (a heap pass)
+        self.pass_n: list[int] = []  # the tracker's clock at that pass
+        self.clock = -(1 << 62)
+        self.rid = 0
+        self.bufs: dict[int, np.ndarray] = {}
+        self.nbuf = 0
+        self.objs: dict[int, Segment | Unreachable] = {}
+        self.pending: list[np.ndarray] = []
+        self.npending = 0
+        self.carry = np.zeros(0, ROW)
+        self.unmatched_done: set[int] = set()
+        self.simple_conns = 0
+        """Connections settled by the vectorized patterns (the rest were replayed)."""
+        self.replayed_conns = 0
+
+    # -- reading ----------------------------------------------------------------
+
+    def run(self) -> None:
+        if "-" in self.paths:
+            raise _Fallback  # stdin cannot be read twice
+        reader = CaptureReader(self.paths)
+        opened = [reader._open(p) for p in self.paths]
+        if any(o.stream is not None for o in opened):
+            for o in opened:
+                if o.stream is not None:
+                    o.stream.close()
+            raise _Fallback  # gzip: the stream reader's business
+        opened.sort(key=lambda o: o.first_ts)
+        from rstrace.sources.capfile import _pcapng_interfaces
+
+        gbatch = 0
+        for item in opened:
+            iface = None
+            if item.kind == "pcapng":
+                idbs = _pcapng_interfaces(item.path)
+                if len(idbs) != 1:
+                    raise _Fallback
+                iface = idbs[0].name
+            gbatch = self._read_file(item, iface, gbatch, reader)
+        self._window(final=True)
+
+    def _read_file(self, item: Any, iface: str | None, gbatch: int, reader: CaptureReader) -> int:
+        try:
+            handle = pcapy.open_offline(item.path)
+        except pcapy.PcapError as e:
+            raise CaptureError(f"{item.display}: {e}") from None
+        lt = handle.datalink()
+        reader._check_linktype(lt, item.display)
+        try:
+            handle.setfilter(control_filter(lt))
+        except pcapy.PcapError:
+            raise _Fallback from None
+        stats = self.summary.stats
+        stats.linktypes.add(lt)
+        if iface not in self.names:
+            self.names.append(iface)
+        iface_id = self.names.index(iface)
+        done = 0
+        while True:
+            try:
+                pkts, meta = handle.next_batch(self.read_bs)
+            except pcapy.PcapError:
+                raise _Fallback from None  # truncated file: the reference salvages
+            if not meta:
+                if done == 0 and _holds_no_packets(item.path):
+                    self.summary.empty_files.append(item.display)
+                break
+            self.nbuf += 1
+            rows, objs = decode_batch(lt, pkts, meta, iface_id, iface, stats, self.nbuf)
+            self.bufs[self.nbuf] = np.frombuffer(pkts, np.uint8)
+            n = len(meta) // 16
+            if len(rows):
+                rows["batch"] = gbatch + (done + rows["batch"].astype(np.int64)) // self.ref_bs
+                rows["rid"] = self.rid + np.arange(len(rows))
+                for j, rec in objs.items():
+                    self.objs[self.rid + j] = rec
+                self.rid += len(rows)
+                self._note(rows, iface)
+                self.pending.append(rows)
+                self.npending += len(rows)
+            done += n
+            if self.npending >= self.window_rows:
+                self._window(final=False)
+        return gbatch + (done + self.ref_bs - 1) // self.ref_bs
+
+    def _note(self, rows: np.ndarray, iface: str | None) -> None:
+        ts = rows["ts"]
+        if np.any(ts[1:] < ts[:-1]) or ts[0] < self.clock:
+            raise _Fallback  # not in time order: chunking would matter
+        s = self.summary
+        ctl = ts[(rows["kind"] == 1) | ((rows["flags"] & 7) != 0)]
+        if len(ctl):
+            if s.first_ts is None:
+                s.first_ts = int(ctl[0])
+            s.last_ts = int(ctl[-1])
+        if iface:
+            s.interfaces.add(iface)
+        b = rows["batch"]
+        ends = np.flatnonzero(np.diff(b)) if len(b) > 1 else np.zeros(0, np.int64)
+        last = np.append(ends, len(b) - 1)
+        self.pass_b.extend(b[last].tolist())
+        self.pass_n.extend(ts[last].tolist())
+        self.clock = int(ts[-1])
+
+    # -- one window ---------------------------------------------------------------
+
+    def _window(self, final: bool) -> None:
+        rows = np.concatenate([self.carry, *self.pending]) if self.pending else self.carry
+        self.pending = []
+        self.npending = 0
+        if not len(rows):
+            return
+        pb = np.array(self.pass_b, np.int64)
+        pn = np.array(self.pass_n, np.int64)
+        # Group by 4-tuple (hash of both endpoints, order-free), rows in time order.
+        pv_a = rows["sport"].astype(np.uint64) | (rows["ver"].astype(np.uint64) << np.uint64(16))
+        pv_b = rows["dport"].astype(np.uint64) | (rows["ver"].astype(np.uint64) << np.uint64(16))
+        ea = _hash_ep(rows["a_hi"], rows["a_lo"], pv_a)
+        eb = _hash_ep(rows["b_hi"], rows["b_lo"], pv_b)
+        key = np.minimum(ea, eb) * _M2 + np.maximum(ea, eb)
+        order = np.argsort(key, kind="stable")
+        r = rows[order]
+        k = key[order]
+        n = len(r)
+        start = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+        glen = np.diff(np.r_[start, n])
+        gid = np.repeat(np.arange(len(start)), glen)
+        pos = np.arange(n) - start[gid]
+        f0 = start[gid]
+        # Direction: from the group's first packet's sender (A) or not.
+        fromA = (
+            (r["a_hi"] == r["a_hi"][f0]) & (r["a_lo"] == r["a_lo"][f0])
+            & (r["sport"] == r["sport"][f0])
+        )  # fmt: skip
+        toA = (
+            (r["b_hi"] == r["a_hi"][f0]) & (r["b_lo"] == r["a_lo"][f0])
+            & (r["dport"] == r["sport"][f0])
+        )  # fmt: skip
+        toB = (
+            (r["b_hi"] == r["b_hi"][f0]) & (r["b_lo"] == r["b_lo"][f0])
+            & (r["dport"] == r["dport"][f0])
+        )  # fmt: skip
+        same = (fromA & toB) | (toA & ~fromA)
+        same &= (r["ver"] == r["ver"][f0]) & (r["iface"] == r["iface"][f0])
+        if not same.all():
+            # A hash collision (or an iface change): verify exactly before trusting groups.
+            bad = np.unique(gid[~same])
+            if len(bad) and not self._collision_free(r, gid, bad):
+                raise _Fallback
+        dirB = ~fromA
+        simple, pat, E = self._patterns(r, gid, pos, start, glen, dirB)
+        gsimple = simple
+        gE_last = E[start + glen - 1]
+        last_b = r["batch"][start + glen - 1].astype(np.int64)
+        # Is the connection gone at a batch end within what was read?
+        ip = np.searchsorted(pn, gE_last, "left")
+        ip = np.maximum(ip, np.searchsorted(pb, last_b, "left"))
+        expired = ip < len(pn)
+        done_g = gsimple & (expired | final)
+        em = _Emitted()
+        if done_g.any():
+            self._emit_simple(
+                r, gid, pos, start, glen, dirB, pat, E, done_g, expired, ip, pb, pn, em
+            )
+        hard_g = ~gsimple
+        carry_parts = [r[np.repeat(gsimple & ~done_g, glen)]]
+        if hard_g.any():
+            carry_parts.append(self._replay(r[np.repeat(hard_g, glen)], final, pb, pn, em))
+        self._aggregate(em)
+        carry = np.concatenate(carry_parts)
+        carry = carry[np.argsort(carry["rid"], kind="stable")]
+        self.carry = self._compact(carry)
+
+    def _collision_free(self, r: np.ndarray, gid: np.ndarray, bad: np.ndarray) -> bool:
+        for g in bad.tolist():
+            sel = r[gid == g]
+            eps = {
+                frozenset({(int(x["a_hi"]), int(x["a_lo"]), int(x["sport"]), int(x["ver"])),
+                           (int(x["b_hi"]), int(x["b_lo"]), int(x["dport"]), int(x["ver"]))})
+                for x in sel
+            }  # fmt: skip
+            if len(eps) != 1 or len({int(x["iface"]) for x in sel}) != 1:
+                return False
+        return True
+
+    def _compact(self, carry: np.ndarray) -> np.ndarray:
+        """Copy carried rows' raw bytes into one buffer, so batch buffers can go."""
+        self.nbuf += 1
+        nb = self.nbuf
+        lens = np.where(carry["rbuf"] >= 0, carry["rlen"], 0).astype(np.int64)
+        out = np.empty(int(lens.sum()), np.uint8)
+        newoff = np.r_[0, np.cumsum(lens)[:-1]] if len(lens) else lens
+        for b in np.unique(carry["rbuf"]).tolist():
+            if b < 0:
+                continue
+            sel = np.flatnonzero(carry["rbuf"] == b)
+            src = self.bufs[b]
+            ln = lens[sel]
+            rep = np.repeat(np.arange(len(sel)), ln)
+            within = np.arange(int(ln.sum())) - np.repeat(np.r_[0, np.cumsum(ln)[:-1]], ln)
+            out[np.repeat(newoff[sel], ln) + within] = src[
+                np.repeat(carry["roff"][sel].astype(np.int64), ln) + within
+            ]
+            del rep
+        carry["roff"] = np.where(carry["rbuf"] >= 0, newoff, 0)
+        carry["rbuf"] = np.where(carry["rbuf"] >= 0, nb, -1)
+        self.bufs = {nb: out}
+        keep = set(carry["rid"][carry["rbuf"] < 0].tolist())
+        self.objs = {k: v for k, v in self.objs.items() if k in keep}
+        return carry
+
+    def _raw(self, row: Any) -> bytes:
+        b = int(row["rbuf"])
+        if b < 0:
+            return self.objs[int(row["rid"])].raw
+        o = int(row["roff"])
+        return self.bufs[b][o : o + int(row["rlen"])].tobytes()
+
+    # -- the simple patterns --------------------------------------------------------
+
+    def _patterns(
+        self,
+        r: np.ndarray,
+        gid: np.ndarray,
+        pos: np.ndarray,
+        start: np.ndarray,
+        glen: np.ndarray,
+        dirB: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per group: simple?, pattern; per row: Zeek's expiry after that packet."""
+        f = r["flags"] & 0x17
+        ts = r["ts"]
+        seg = r["kind"] == 0
+        dirA = ~dirB
+        c_syn = seg & dirA & (f == SYN)
+        c_sa = seg & dirB & (f == SYN | ACK)
+        is_rst = (f == RST) | (f == RST | ACK)
+        c_rsta = seg & dirA & is_rst
+        c_rstb = seg & dirB & is_rst
+        c_fin = seg & (f == FIN | ACK)
+        known = c_syn | c_sa | c_rsta | c_rstb | c_fin
+        ng = len(start)
+        cnt = lambda m: np.add.reduceat(m.astype(np.int64), start) if ng else m  # noqa: E731
+        n_sa, n_rsta, n_rstb = cnt(c_sa), cnt(c_rsta), cnt(c_rstb)
+        n_fina, n_finb = cnt(c_fin & dirA), cnt(c_fin & dirB)
+        last = start + glen - 1
+        ok = (cnt(~known) == 0) & c_syn[start] & (glen <= MAX_SIMPLE_LEN)
+        # One ISN per side, one TTL per side among non-RST packets (ttls is a set).
+        big = np.int64(1 << 40)
+        for m in (c_syn, c_sa):
+            v = r["seq"].astype(np.int64)
+            ok &= np.maximum.reduceat(np.where(m, v, -1), start) == np.minimum.reduceat(
+                np.where(m, v, big), start
+            ) | (cnt(m) == 0)
+        for m in (dirA & ~is_rst, dirB & ~is_rst):
+            v = r["ttl"].astype(np.int64)
+            ok &= np.maximum.reduceat(np.where(m, v, -1), start) == np.minimum.reduceat(
+                np.where(m, v, big), start
+            ) | (cnt(m) == 0)
+        pat = np.zeros(ng, np.int8)
+        nofin = (n_fina == 0) & (n_finb == 0)
+        pat[ok & nofin & (n_sa == 0) & (n_rsta == 0) & (n_rstb == 0)] = P_S0
+        pat[ok & nofin & (n_sa == 0) & (n_rsta == 0) & (n_rstb == 1) & c_rstb[last]] = P_REJ
+        pat[ok & nofin & (n_sa > 0) & (n_rsta == 0) & (n_rstb == 0)] = P_HALF
+        pat[ok & nofin & (n_sa > 0) & (n_rsta == 1) & (n_rstb == 0) & c_rsta[last]] = P_PROBE
+        two = np.maximum(last - 1, start)
+        sf = ok & (n_sa > 0) & (n_rsta == 0) & (n_rstb == 0) & (n_fina == 1) & (n_finb == 1)
+        sf &= c_fin[last] & c_fin[two] & (glen >= 4)
+        pat[sf] = P_SF
+        # Expiry after each packet (track.py _expiry for these states).
+        seen_sa = np.maximum.accumulate(np.where(c_sa, np.arange(len(r)), -1))
+        sa_before = seen_sa >= start[gid]  # a SYN-ACK at or before this row
+        t1 = ts[start][gid]
+        E = np.where(sa_before, ts + 300 * SEC, t1 + 5 * SEC)
+        E = np.where(c_rstb | c_rsta, ts + 5 * SEC, E)
+        fin_n = np.cumsum(c_fin) - np.r_[0, np.cumsum(c_fin)][start][gid]
+        E = np.where(c_fin & (fin_n == 2), ts + 5 * SEC, E)
+        # One connection: each packet before the previous one's expiry.
+        prevE = np.r_[I64MAX, E[:-1]]
+        prevE[start] = I64MAX
+        split = cnt(ts >= prevE) > 0
+        simple = (pat > 0) & ~split
+        return simple, np.where(simple, pat, 0), E
+
+    def _emit_simple(
+        self,
+        r: np.ndarray,
+        gid: np.ndarray,
+        pos: np.ndarray,
+        start: np.ndarray,
+        glen: np.ndarray,
+        dirB: np.ndarray,
+        pat: np.ndarray,
+        E: np.ndarray,
+        done_g: np.ndarray,
+        expired: np.ndarray,
+        ip: np.ndarray,
+        pb: np.ndarray,
+        pn: np.ndarray,
+        em: _Emitted,
+    ) -> None:
+        g = np.flatnonzero(done_g)
+        self.simple_conns += len(g)
+        st = start[g]
+        ln = glen[g]
+        # Heap key: simulate pushes (expiry drops below the pending entry) and
+        # batch-end re-pushes (a pass with entry <= clock < expiry).
+        H = np.full(len(g), I64MAX, np.int64)
+        maxlen = int(ln.max())
+        for kpos in range(maxlen):
+            act = ln > kpos
+            i = st[act] + kpos
+            h = H[act]
+            if kpos:
+                pe = E[i - 1]
+                blo = r["batch"][i - 1].astype(np.int64)
+                bhi = r["batch"][i].astype(np.int64) - 1
+                h = np.where(_pass_between(pb, pn, blo, bhi, h, pe), pe, h)
+            H[act] = np.minimum(h, E[i])
+        li = st + ln - 1
+        El = E[li]
+        bl = r["batch"][li].astype(np.int64)
+        H = np.where(_pass_between(pb, pn, bl, np.full(len(g), 1 << 62), H, El), El, H)
+        exp = expired[g]
+        ipg = np.minimum(ip[g], max(len(pb) - 1, 0))
+        ebatch = np.where(exp, pb[ipg] if len(pb) else 0, 1 << 62)
+        phase = np.where(exp, 1, 3)
+        ekey = np.where(exp, H, r["rid"][st])
+        order = np.stack([ebatch, phase, ekey, r["rid"][st]])
+        # Facts for the rules.
+        f = r["flags"] & 0x17
+        p = pat[g]
+        n_syn = np.add.reduceat((~dirB & (f == SYN)).astype(np.int64), start)[g]
+        is_sa = dirB & (f == SYN | ACK)
+        n_sa = np.add.reduceat(is_sa.astype(np.int64), start)[g]
+        t_first = r["ts"][st]
+        t_last = r["ts"][li]
+        last_syn = np.maximum.reduceat(np.where(~dirB & (f == SYN), r["ts"], 0), start)[g]
+        now_flush = self.summary.last_ts if self.summary.last_ts is not None else 0
+        kind = np.full(len(g), -1, np.int64)
+        detail = np.full(len(g), -1, np.int64)  # syns / synack_sent value
+        s0 = p == P_S0
+        ans = s0 & ((n_syn >= 2) | ~exp & (now_flush - last_syn >= UNANSWERED_AFTER_US) | exp)
+        kind[ans] = KIND_IDS[_UNANSWERED]
+        detail[ans] = n_syn[ans]
+        kind[p == P_REJ] = KIND_IDS[_RST_TO_SYN]
+        ho = (p == P_HALF) & (n_sa > 1)
+        kind[ho] = KIND_IDS["half-open"]
+        lo = ((p == P_PROBE) | (p == P_SF)) & (n_sa > 1)
+        kind[lo] = KIND_IDS["listen-overflow"]
+        detail[ho | lo] = n_sa[ho | lo]
+        # Probe: the originator's RST carries no data (seq_bytes 0 both sides).
+        isn = r["seq"][st].astype(np.int64)
+        rseq = r["seq"][li].astype(np.int64)
+        d = (rseq - isn - 1) & 0xFFFFFFFF
+        seqb = np.where(d < 0x80000000, d, 0)
+        kind[(p == P_PROBE) & (n_sa == 1) & (seqb == 0)] = KIND_IDS[_PROBE]
+        # The responder's address/port: the group's first packet's destination.
+        srv = self._addr_ids(r["b_hi"][st], r["b_lo"][st], r["ver"][st])
+        cli = self._addr_ids(r["a_hi"][st], r["a_lo"][st], r["ver"][st])
+        # Responder TTL (all its non-RST packets share it) when it sent SYN-ACKs.
+        sa_ttl = np.maximum.reduceat(np.where(is_sa, r["ttl"].astype(np.int64), -1), start)[g]
+        rst_ttl = np.where(p == P_REJ, r["ttl"][li].astype(np.int64), -1)
+        em.order.append(order)
+        em.cols.append(
+            {
+                "kind": kind, "srv": srv, "port": r["dport"][st].astype(np.int64), "cli": cli,
+                "first": t_first, "last": t_last, "iface": r["iface"][st].astype(np.int64),
+                "rsyn": n_sa > 0, "sttl": sa_ttl, "rttl": rst_ttl, "detail": detail,
+                "hard": np.full(len(g), -1, np.int64), "grow": st + 0, "glen": ln + 0,
+                "_rows": np.full(len(g), len(self._rowsets), np.int64),
+            }
+        )  # fmt: skip
+        self._rowsets.append((r, dirB))
+
+    _rowsets: list[tuple[np.ndarray, np.ndarray]]
+
+    def _addr_ids(self, hi: np.ndarray, lo: np.ndarray, ver: np.ndarray) -> np.ndarray:
+        trip = np.stack([hi, lo, ver.astype(np.uint64)], axis=1)
+        uniq, inv = np.unique(trip, axis=0, return_inverse=True)
+        ids = np.empty(len(uniq), np.int64)
+        for j, (h, lw, v) in enumerate(uniq.tolist()):
+            k = (h, lw, v)
+            a = self.addr_ids.get(k)
+            if a is None:
+                if v == 4:
+                    s = socket.inet_ntoa(lw.to_bytes(4, "big"))
+                else:
+                    raw = h.to_bytes(8, "big") + lw.to_bytes(8, "big")
+                    s = socket.inet_ntop(socket.AF_INET6, raw)
+                a = self.addr_ids[k] = len(self.addr_strs)
+                self.addr_strs.append(s)
+            ids[j] = a
+        return ids[inv.reshape(-1)]
+
+    def _intern(self, s: str, version: int) -> int:
+        from rstrace.sources.columns import _text_halves
+
+        h, lw = _text_halves(version, s)
+        k = (h, lw, version)
+        a = self.addr_ids.get(k)
+        if a is None:
+            a = self.addr_ids[k] = len(self.addr_strs)
+            self.addr_strs.append(s)
+        return a
+
+    def _simple_evidence(self, rs: int, g: int, n: int) -> list[Evidence]:
+        """A simple connection's evidence, as track.py's _finalize lists it."""
+        r, dirB = self._rowsets[rs]
+        firsts: dict[str, int] = {}
+        for i in range(g, g + n):
+            f = int(r["flags"][i]) & 0x17
+            b = bool(dirB[i])
+            note = None
+            if not b and f == SYN:
+                note = "SYN"
+            elif b and f == SYN | ACK:
+                note = "SYN-ACK"
+            elif f in (RST, RST | ACK):
+                note = "RST from responder" if b else "RST from originator"
+            if note and note not in firsts:
+                firsts[note] = i
+        rank = ("SYN", "SYN-ACK", "RST from originator", "RST from responder")
+        out = [
+            Evidence(int(r["ts"][i]), self.names[int(r["iface"][i])], self._raw(r[i]), note)
+            for note, i in sorted(firsts.items(), key=lambda x: rank.index(x[0]))
+        ]
+        out.sort(key=lambda e: e.ts)
+        return out
+
+    # -- the rest: the reference tracker ------------------------------------------------
+
+    def _record(self, row: Any) -> Segment | Unreachable:
+        rid = int(row["rid"])
+        if int(row["rbuf"]) < 0:
+            return self.objs[rid]
+        v = int(row["ver"])
+        if v == 4:
+            src = socket.inet_ntoa(int(row["a_lo"]).to_bytes(4, "big"))
+            dst = socket.inet_ntoa(int(row["b_lo"]).to_bytes(4, "big"))
+        else:
+            src = socket.inet_ntop(
+                socket.AF_INET6,
+                int(row["a_hi"]).to_bytes(8, "big") + int(row["a_lo"]).to_bytes(8, "big"),
+            )
+            dst = socket.inet_ntop(
+                socket.AF_INET6,
+                int(row["b_hi"]).to_bytes(8, "big") + int(row["b_lo"]).to_bytes(8, "big"),
+            )
+        return Segment(
+            int(row["ts"]), self.names[int(row["iface"])], v, src, dst, int(row["sport"]),
+            int(row["dport"]), int(row["flags"]), int(row["seq"]), int(row["ack"]),
+            int(row["win"]), int(row["payload"]), int(row["ttl"]), int(row["ipid"]),
+            bool(row["df"]), self._raw(row),
+        )  # fmt: skip
+
+    def _replay(
+        self, h: np.ndarray, final: bool, pb: np.ndarray, pn: np.ndarray, em: _Emitted
+    ) -> np.ndarray:
+        h = h[np.argsort(h["rid"], kind="stable")]
+        h = h[~np.isin(h["rid"], np.fromiter(self.unmatched_done, np.int64))]
+        table = _Replay()
+        conns: list[Connection] = []
+        order: list[tuple[int, int, int, int]] = []
+        unm: list[tuple[int, Unreachable]] = []
+        nows: list[int] = []
+        batches = h["batch"].astype(np.int64)
+        ip0 = int(np.searchsorted(pb, batches[0], "left")) if len(h) else len(pb)
+        recs = [self._record(x) for x in h]
+        i = 0
+        for j in range(ip0, len(pb) + 1):
+            b = int(pb[j]) if j < len(pb) else 1 << 62
+            out: list[Connection] = []
+            while i < len(h) and batches[i] <= b:
+                rec = recs[i]
+                table.cur_rid = int(h["rid"][i])
+                if isinstance(rec, Segment):
+                    table._segment(rec, out)
+                else:
+                    table._unreachable(rec, out)
+                    if table.unmatched_unreachable:
+                        unm.append((table.cur_rid, table.unmatched_unreachable.pop()))
+                i += 1
+            if j < len(pb):
+                table._now = max(table._now, int(pn[j]))
+                table._expire(out)
+            conns.extend(out)
+            now = int(pn[j]) if j < len(pb) else 0
+            for _c in out:
+                ph, key, crid = table.meta[len(order)]
+                order.append((b, ph, key, crid))
+                nows.append(now)
+            for rid, u in unm:
+                self.unmatched_done.add(rid)
+                em.order.append(np.array([[b], [2], [rid], [rid]], np.int64))
+                em.cols.append({"unmatched": np.array([0]), "_obj": u})  # type: ignore[dict-item]
+            unm = []
+            if j >= len(pb):
+                break
+        carry = np.zeros(0, ROW)
+        live = list(table._conns.values())
+        now_end = self.summary.last_ts if self.summary.last_ts is not None else 0
+        if final:
+            for c in live:
+                crid = table.created[id(c)]
+                conns.append(table._finalize(c))
+                order.append((1 << 62, 3, crid, crid))
+                nows.append(now_end)
+        elif live:
+            # Carry each live connection's rows (from its first) to the next window.
+            firsts = {}
+            for c in live:
+                firsts[c.key] = table.created[id(c)]
+            keys_of = {}
+            for x, rec in zip(h["rid"].tolist(), recs, strict=True):
+                if isinstance(rec, Segment):
+                    ks = (rec.src, rec.sport, rec.dst, rec.dport)
+                else:
+                    ks = (rec.quoted_src, rec.quoted_sport, rec.quoted_dst, rec.quoted_dport)
+                a, b2 = (ks[0], ks[1]), (ks[2], ks[3])
+                keys_of[x] = (*a, *b2) if a < b2 else (*b2, *a)
+            keep = [
+                x in keys_of and keys_of[x] in firsts and x >= firsts[keys_of[x]]
+                for x in h["rid"].tolist()
+            ]
+            carry = h[np.array(keep, bool)]
+        self.replayed_conns += len(conns)
+        self._add_hard(conns, order, nows, em)
+        return carry
+
+    def _add_hard(
+        self,
+        conns: list[Connection],
+        order: list[tuple[int, int, int, int]],
+        nows: list[int],
+        em: _Emitted,
+    ) -> None:
+        if not conns:
+            return
+        n = len(conns)
+        cols: dict[str, Any] = {
+            "kind": np.full(n, -1, np.int64), "srv": np.zeros(n, np.int64),
+            "port": np.zeros(n, np.int64), "cli": np.zeros(n, np.int64),
+            "first": np.zeros(n, np.int64), "last": np.zeros(n, np.int64),
+            "iface": np.zeros(n, np.int64), "rsyn": np.zeros(n, bool),
+            "sttl": np.full(n, -1, np.int64), "rttl": np.full(n, -1, np.int64),
+            "detail": np.full(n, -1, np.int64), "hard": np.arange(n) + len(self._hard),
+            "grow": np.zeros(n, np.int64), "glen": np.zeros(n, np.int64),
+            "_rows": np.full(n, -1, np.int64),
+        }  # fmt: skip
+        for i, (c, now) in enumerate(zip(conns, nows, strict=True)):
+            v = classify(c, now)
+            self._hard.append((c, v))
+            cols["srv"][i] = self._intern(c.resp_h, c.version)
+            cols["cli"][i] = self._intern(c.orig_h, c.version)
+            cols["port"][i] = c.resp_p
+            cols["rsyn"][i] = c.resp.syns > 0
+            if c.iface not in self.names:
+                self.names.append(c.iface)
+            cols["iface"][i] = self.names.index(c.iface) if c.iface else 0
+            if v is not None:
+                if v.kind not in KIND_IDS:
+                    KIND_IDS[v.kind] = len(KIND_NAMES)
+                    KIND_NAMES.append(v.kind)
+                cols["kind"][i] = KIND_IDS[v.kind]
+                cols["srv"][i] = self._intern(v.server, c.version)
+                cols["cli"][i] = self._intern(v.client, c.version)
+                cols["port"][i] = v.port
+                cols["first"][i], cols["last"][i] = control_span(c)
+        em.order.append(np.array(order, np.int64).T.reshape(4, -1))
+        em.cols.append(cols)
+
+    _hard: list[tuple[Connection, Verdict | None]]
+
+    # -- the Diagnoser, in bulk ----------------------------------------------------------
+
+    def _aggregate(self, em: _Emitted) -> None:
+        if not em.order:
+            return
+        diag = self.diag
+        # Emission order across simple and replayed connections.
+        parts = []
+        for pi, o in enumerate(em.order):
+            parts.append(np.vstack([o, np.full(o.shape[1], pi), np.arange(o.shape[1])]))
+        allk = np.hstack(parts)
+        srt = np.lexsort(allk[3::-1])
+        pis = allk[4][srt]
+        idx = allk[5][srt]
+        # Split at ICMP-without-connection records (added one by one).
+        cut = [i for i in range(len(pis)) if "unmatched" in em.cols[int(pis[i])]]
+        prev = 0
+        for cpos in [*cut, len(pis)]:
+            if cpos > prev:
+                self._bulk(em, pis[prev:cpos], idx[prev:cpos])
+            if cpos < len(pis):
+                diag.add_unmatched_unreachable(em.cols[int(pis[cpos])]["_obj"])  # type: ignore[arg-type]
+            prev = cpos + 1
+        self._hard_keep_clear()
+
+    def _hard_keep_clear(self) -> None:
+        self._hard = []
+        self._rowsets = []
+
+    def _bulk(self, em: _Emitted, pis: np.ndarray, idx: np.ndarray) -> None:
+        diag = self.diag
+        names = ("kind", "srv", "port", "cli", "first", "last", "iface", "rsyn",
+                 "sttl", "rttl", "detail", "hard", "grow", "glen", "_rows")  # fmt: skip
+        real = [c for c in em.cols if "kind" in c]
+        lens = [len(c["kind"]) if "kind" in c else 0 for c in em.cols]
+        offs = np.r_[0, np.cumsum(lens)]
+        col: dict[str, np.ndarray] = {}
+        for k in names:
+            col[k] = np.concatenate([np.asarray(c[k]) for c in real])[offs[pis] + idx]
+        n = len(pis)
+        diag.connections += n
+        S = self.addr_strs
+        # SYN-ACKs per server port, and the server's TTLs (in first-seen order).
+        rs = np.flatnonzero(col["rsyn"])
+        if len(rs):
+            sp = col["srv"][rs] * 65536 + col["port"][rs]
+            u, cnts = np.unique(sp, return_counts=True)
+            for v, c in zip(u.tolist(), cnts.tolist(), strict=True):
+                diag._answered[(S[v >> 16], v & 0xFFFF)] += c
+        simple_rs = rs[col["hard"][rs] < 0]
+        hard_rs = rs[col["hard"][rs] >= 0]
+        # Order matters (Counter insertion): build (position, server, ttl) in order.
+        trip: list[tuple[int, int, int, int]] = []
+        if len(simple_rs):
+            arr = np.stack([simple_rs, col["srv"][simple_rs], col["sttl"][simple_rs]], 1)
+            sv = arr[:, 1] * 256 + arr[:, 2]
+            u, first, cnts = np.unique(sv, return_index=True, return_counts=True)
+            trip.extend(zip(arr[first, 0].tolist(), (u >> 8).tolist(),
+                            (u & 255).tolist(), cnts.tolist(), strict=True))  # fmt: skip
+        for p in hard_rs.tolist():
+            c, _ = self._hard[int(col["hard"][p])]
+            for t in c.resp.ttls:
+                trip.append((p, int(col["srv"][p]), t, 1))
+        trip.sort(key=lambda x: x[0])
+        for _p, s, t, c in trip:
+            diag._server_ttls[S[s]][t] += c
+        failed = np.flatnonzero(col["kind"] >= 0)
+        if not len(failed):
+            return
+        kinds = col["kind"][failed]
+        scan_ids = [KIND_IDS[k] for k in _SCAN_EVIDENCE if k in KIND_IDS]
+        sc = failed[np.isin(kinds, scan_ids)]
+        if len(sc):
+            t3 = np.stack([col["cli"][sc], col["srv"][sc], col["port"][sc]], 1)
+            u = np.unique(t3, axis=0)
+            for cl, sv, pt in u.tolist():
+                ports = diag._failed_ports[S[cl]]
+                if len(ports) <= 4 * SCAN_MIN_PORTS:
+                    ports.add((S[sv], pt))
+        akey = (kinds * (1 << 40)) + col["srv"][failed] * 65536 + col["port"][failed]
+        u, first, inv = np.unique(akey, return_index=True, return_inverse=True)
+        grp_order = np.argsort(first, kind="stable")
+        by = np.argsort(inv, kind="stable")
+        bounds = np.r_[0, np.cumsum(np.bincount(inv, minlength=len(u)))]
+        for gi in grp_order.tolist():
+            sel = failed[by[bounds[gi] : bounds[gi + 1]]]
+            kname = KIND_NAMES[int(col["kind"][sel[0]])]
+            server = S[int(col["srv"][sel[0]])]
+            port = int(col["port"][sel[0]])
+            key = (kname, server, port)
+            fs = col["first"][sel]
+            agg = diag._aggs.get(key)
+            if agg is None:
+                agg = diag._aggs[key] = _Aggregate(kname, server, port, first_ts=int(fs[0]))
+            agg.count += len(sel)
+            agg.first_ts = min(agg.first_ts, int(fs.min()))
+            agg.last_ts = max(agg.last_ts, int(col["last"][sel].max()))
+            _count_in_order(agg.clients, col["cli"][sel], S, cap=MAX_CLIENTS)
+            ifs = col["iface"][sel]
+            ifs = ifs[ifs > 0]
+            if len(ifs):
+                _count_in_order(agg.ifaces, ifs, self.names, cap=None)  # type: ignore[arg-type]
+            secs, sc_n = np.unique(fs // SEC, return_counts=True)
+            for s_, c_ in zip(secs.tolist(), sc_n.tolist(), strict=True):
+                agg.per_second[s_] += c_
+            hard = col["hard"][sel]
+            simple_sel = sel[hard < 0]
+            if (hard >= 0).any():
+                # Replayed connections: details in their own order, one by one.
+                for p in sel.tolist():
+                    hi = int(col["hard"][p])
+                    if hi >= 0:
+                        c, v = self._hard[hi]
+                        assert v is not None
+                        for k, val in v.details.items():
+                            if v.kind == _RST_TO_SYN and k in ("rst_ttl", "rst_ip_id", "rst_df"):
+                                continue
+                            agg.details[f"{k}={val}"] += 1
+                        if v.kind == _RST_TO_SYN:
+                            agg.rst_ttls[c.resp.rst_ttl] += 1
+                    else:
+                        self._simple_details(agg, kname, col, np.array([p]))
+            elif len(simple_sel):
+                self._simple_details(agg, kname, col, simple_sel)
+            if not agg.evidence:
+                for p in sel.tolist():
+                    hi = int(col["hard"][p])
+                    if hi >= 0:
+                        c, v = self._hard[hi]
+                        assert v is not None
+                        agg.evidence = _pick_evidence(c, v)[:MAX_EVIDENCE]
+                    else:
+                        ev = self._simple_evidence(int(col["_rows"][p]), int(col["grow"][p]),
+                                                   int(col["glen"][p]))  # fmt: skip
+                        conn = SimpleNamespace(evidence=ev)
+                        v = Verdict(kname, server, port, S[int(col["cli"][p])])
+                        agg.evidence = _pick_evidence(conn, v)[:MAX_EVIDENCE]  # type: ignore[arg-type]
+                    if agg.evidence:
+                        break
+        diag.failed += len(failed)
+
+    @staticmethod
+    def _simple_details(agg: _Aggregate, kname: str, col: dict[str, np.ndarray],
+                        sel: np.ndarray) -> None:  # fmt: skip
+        if kname == _RST_TO_SYN:
+            _count_in_order(agg.rst_ttls, col["rttl"][sel], None, cap=None)
+            return
+        name = {_UNANSWERED: "syns", "half-open": "synack_sent",
+                "listen-overflow": "synack_sent"}.get(kname)  # fmt: skip
+        if name is None:
+            return
+        vals = col["detail"][sel]
+        u, first, cnts = np.unique(vals, return_index=True, return_counts=True)
+        for j in np.argsort(first, kind="stable").tolist():
+            agg.details[f"{name}={int(u[j])}"] += int(cnts[j])
+
+
+def _count_in_order(counter: Any, ids: np.ndarray, strs: Any, cap: int | None) -> None:
+    """Counter updates as one-by-one adds would make them (first-seen key order; with
+    a cap, a key not yet counted is admitted only while there is room)."""
+    u, first, cnts = np.unique(ids, return_index=True, return_counts=True)
+    for j in np.argsort(first, kind="stable").tolist():
+        key = strs[int(u[j])] if strs is not None else int(u[j])
+        if cap is None or key in counter or len(counter) < cap:
+            counter[key] += int(cnts[j])
+
+
+KIND_NAMES: list[str] = [_RST_TO_SYN, _UNANSWERED, _PROBE, "half-open", "listen-overflow"]
+KIND_IDS: dict[str, int] = {k: i for i, k in enumerate(KIND_NAMES)}
+
+
+def _pass_between(
+    pb: np.ndarray, pn: np.ndarray, blo: np.ndarray, bhi: np.ndarray, h: np.ndarray, e: np.ndarray
+) -> np.ndarray:
+    """Is there a batch-end pass in batches [blo, bhi] whose clock is in [h, e)?"""
+    if not len(pb):
+        return np.zeros(len(h), bool)
+    i_lo = np.searchsorted(pb, blo, "left")
+    i_hi = np.searchsorted(pb, bhi, "right") - 1
+    j = np.maximum(i_lo, np.searchsorted(pn, h, "left"))
+    ok = j <= i_hi
+    jj = np.minimum(j, len(pn) - 1)
+    return ok & (pn[jj] < e)
+
+
+def analyze_fast(
+    paths: list[str],
+    batch_size: int = 4096,
+    window_rows: int = 262144,
+    read_batch: int | None = None,
+    counts: dict[str, int] | None = None,
+) -> tuple[Diagnoser, ReadSummary] | None:
+    """Run the vectorized findings path; None when the reference must run instead.
+
+    batch_size: the reference reader's batch (results depend on its batch ends);
+    window_rows: rows held before 4-tuples are settled (memory bound);
+    read_batch: packets per libpcap call (rounded to a multiple of batch_size);
+    counts: filled with connections settled vectorized / replayed, and rows read.
+    """
+    fa = FastAnalysis(paths, batch_size, window_rows, read_batch)
+    fa._rowsets = []
+    fa._hard = []
+    try:
+        fa.run()
+    except _Fallback:
+        return None
+    if counts is not None:
+        counts.update(simple=fa.simple_conns, replayed=fa.replayed_conns, rows=fa.rid)
+    return fa.diag, fa.summary
