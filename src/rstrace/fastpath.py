@@ -57,6 +57,7 @@ SEC = 1_000_000
 I64MAX = np.iinfo(np.int64).max
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 MAX_SIMPLE_LEN = 16
+MAX_CUT_ROUNDS = 16  # connections found per 4-tuple and window; more: replayed whole
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 
@@ -286,25 +287,71 @@ class FastAnalysis:
             bad = np.unique(gid[~same])
             if len(bad) and not self._collision_free(r, gid, bad):
                 raise _Fallback
-        dirB = ~fromA
-        simple, pat, E = self._patterns(r, gid, pos, start, glen, dirB)
-        gsimple = simple
-        gE_last = E[start + glen - 1]
-        last_b = r["batch"][start + glen - 1].astype(np.int64)
+        gstart = start
+        ngrp = len(gstart)
+        # Cut each 4-tuple into connections where the tracker would: the expiry of
+        # a simple pattern, or a SYN that IsReuse() (after a FIN/RST, another ISN).
+        # Cuts are exact after simple segments; from the first other segment on,
+        # the 4-tuple's rows are replayed through the reference tracker.
+        f = r["flags"] & 0x17
+        ts = r["ts"]
+        seq = r["seq"]
+        term = (r["kind"] == 0) & ((f & (RST | FIN)) != 0)
+        pure_syn = (r["kind"] == 0) & (f == SYN)
+        cterm = np.cumsum(term) - term
+        seg = np.zeros(n, bool)
+        seg[gstart] = True
+        unsettled = np.zeros(ngrp, bool)
+        for it in range(MAX_CUT_ROUNDS + 1):
+            start = np.flatnonzero(seg)
+            glen = np.diff(np.r_[start, n])
+            sid = np.repeat(np.arange(len(start)), glen)
+            f0 = start[sid]
+            dirB = ~(
+                (r["a_hi"] == r["a_hi"][f0]) & (r["a_lo"] == r["a_lo"][f0])
+                & (r["sport"] == r["sport"][f0])
+            )  # fmt: skip
+            simple, pat, E = self._patterns(r, sid, pos, start, glen, dirB)
+            prevE = np.r_[I64MAX, E[:-1]]
+            prevE[start] = I64MAX
+            closed = (cterm - cterm[f0]) > 0
+            cut = (pure_syn & (closed | (seq != seq[f0])) | (ts >= prevE)) & ~seg
+            if not cut.any():
+                break
+            # Only the first cut of a segment is sure (later ones assumed its start).
+            firstcut = np.minimum.reduceat(np.where(cut, np.arange(n), I64MAX), start)
+            firstcut = firstcut[firstcut < I64MAX]
+            if it == MAX_CUT_ROUNDS:
+                unsettled[np.unique(gid[firstcut])] = True
+                break
+            seg[firstcut] = True
+        sgid = gid[start]
+        nseg = len(start)
+        bad = ~simple | unsettled[sgid]
+        first_bad = np.full(ngrp, I64MAX, np.int64)
+        np.minimum.at(first_bad, sgid[bad], np.flatnonzero(bad))
+        hard_seg = np.arange(nseg) >= first_bad[sgid]
+        simple = ~hard_seg
+        has_next = np.r_[sgid[1:] == sgid[:-1], False]
+        nxt = np.where(has_next, start + glen, 0)
+        nxt = np.minimum(nxt, n - 1)
+        last_row = start + glen - 1
+        El = E[last_row]
+        last_b = r["batch"][last_row].astype(np.int64)
         # Is the connection gone at a batch end within what was read?
-        ip = np.searchsorted(pn, gE_last, "left")
+        ip = np.searchsorted(pn, El, "left")
         ip = np.maximum(ip, np.searchsorted(pb, last_b, "left"))
         expired = ip < len(pn)
-        done_g = gsimple & (expired | final)
+        done_g = simple & (has_next | expired | final)
         em = _Emitted()
         if done_g.any():
             self._emit_simple(
-                r, gid, pos, start, glen, dirB, pat, E, done_g, expired, ip, pb, pn, em
-            )
-        hard_g = ~gsimple
-        carry_parts = [r[np.repeat(gsimple & ~done_g, glen)]]
-        if hard_g.any():
-            carry_parts.append(self._replay(r[np.repeat(hard_g, glen)], final, pb, pn, em))
+                r, sid, start, glen, dirB, pat, E, done_g, expired, ip, pb, pn, em,
+                has_next, nxt,
+            )  # fmt: skip
+        carry_parts = [r[np.repeat(simple & ~done_g, glen)]]
+        if hard_seg.any():
+            carry_parts.append(self._replay(r[np.repeat(hard_seg, glen)], final, pb, pn, em))
         self._aggregate(em)
         carry = np.concatenate(carry_parts)
         carry = carry[np.argsort(carry["rid"], kind="stable")]
@@ -386,16 +433,12 @@ class FastAnalysis:
         ok = (cnt(~known) == 0) & c_syn[start] & (glen <= MAX_SIMPLE_LEN)
         # One ISN per side, one TTL per side among non-RST packets (ttls is a set).
         big = np.int64(1 << 40)
-        for m in (c_syn, c_sa):
-            v = r["seq"].astype(np.int64)
-            ok &= np.maximum.reduceat(np.where(m, v, -1), start) == np.minimum.reduceat(
-                np.where(m, v, big), start
-            ) | (cnt(m) == 0)
-        for m in (dirA & ~is_rst, dirB & ~is_rst):
-            v = r["ttl"].astype(np.int64)
-            ok &= np.maximum.reduceat(np.where(m, v, -1), start) == np.minimum.reduceat(
-                np.where(m, v, big), start
-            ) | (cnt(m) == 0)
+        same_val = ((c_syn, "seq"), (c_sa, "seq"), (dirA & ~is_rst, "ttl"), (dirB & ~is_rst, "ttl"))
+        for m, col in same_val:
+            v = r[col].astype(np.int64)
+            hi = np.maximum.reduceat(np.where(m, v, -1), start)
+            lo = np.minimum.reduceat(np.where(m, v, big), start)
+            ok &= (hi == lo) | (hi == -1)
         pat = np.zeros(ng, np.int8)
         nofin = (n_fina == 0) & (n_finb == 0)
         pat[ok & nofin & (n_sa == 0) & (n_rsta == 0) & (n_rstb == 0)] = P_S0
@@ -425,7 +468,6 @@ class FastAnalysis:
         self,
         r: np.ndarray,
         gid: np.ndarray,
-        pos: np.ndarray,
         start: np.ndarray,
         glen: np.ndarray,
         dirB: np.ndarray,
@@ -437,6 +479,8 @@ class FastAnalysis:
         pb: np.ndarray,
         pn: np.ndarray,
         em: _Emitted,
+        has_next: np.ndarray,
+        nxt: np.ndarray,
     ) -> None:
         g = np.flatnonzero(done_g)
         self.simple_conns += len(g)
@@ -462,10 +506,23 @@ class FastAnalysis:
         H = np.where(_pass_between(pb, pn, bl, np.full(len(g), 1 << 62), H, El), El, H)
         exp = expired[g]
         ipg = np.minimum(ip[g], max(len(pb) - 1, 0))
-        ebatch = np.where(exp, pb[ipg] if len(pb) else 0, 1 << 62)
-        phase = np.where(exp, 1, 3)
-        ekey = np.where(exp, H, r["rid"][st])
+        pass_b = pb[ipg] if len(pb) else np.zeros(len(g), np.int64)
+        # Followed by another connection on the 4-tuple: gone when that one's first
+        # packet arrives (phase 0, in the batch), unless a batch end expired it before.
+        cut = has_next[g]
+        cut_row = nxt[g]
+        cut_b = r["batch"][cut_row].astype(np.int64)
+        infeed = cut & ~(exp & (pass_b < cut_b))
+        exp = exp & ~infeed
+        ebatch = np.where(infeed, cut_b, np.where(exp, pass_b, 1 << 62))
+        phase = np.where(infeed, 0, np.where(exp, 1, 3))
+        ekey = np.where(infeed, r["rid"][cut_row], np.where(exp, H, r["rid"][st]))
         order = np.stack([ebatch, phase, ekey, r["rid"][st]])
+        # The clock the Diagnoser is given: the batch end, or the capture's end.
+        now_flush = self.summary.last_ts if self.summary.last_ts is not None else 0
+        ipc = np.minimum(np.searchsorted(pb, cut_b, "left"), max(len(pb) - 1, 0))
+        now = np.where(infeed, pn[ipc] if len(pn) else 0, np.where(exp, pn[ipg] if len(pn) else 0,
+                                                                   now_flush))  # fmt: skip
         # Facts for the rules.
         f = r["flags"] & 0x17
         p = pat[g]
@@ -475,11 +532,10 @@ class FastAnalysis:
         t_first = r["ts"][st]
         t_last = r["ts"][li]
         last_syn = np.maximum.reduceat(np.where(~dirB & (f == SYN), r["ts"], 0), start)[g]
-        now_flush = self.summary.last_ts if self.summary.last_ts is not None else 0
         kind = np.full(len(g), -1, np.int64)
         detail = np.full(len(g), -1, np.int64)  # syns / synack_sent value
         s0 = p == P_S0
-        ans = s0 & ((n_syn >= 2) | ~exp & (now_flush - last_syn >= UNANSWERED_AFTER_US) | exp)
+        ans = s0 & ((n_syn >= 2) | (now - last_syn >= UNANSWERED_AFTER_US))
         kind[ans] = KIND_IDS[_UNANSWERED]
         detail[ans] = n_syn[ans]
         kind[p == P_REJ] = KIND_IDS[_RST_TO_SYN]
