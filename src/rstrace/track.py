@@ -62,6 +62,7 @@ import re
 from collections.abc import Sequence
 
 from .model import ACK, FIN, RST, SYN, Connection, Evidence, Segment, Side, Unreachable
+from .sources.decode import FrameBatch, fast_layout
 
 __all__ = ["ConnectionTable", "conn_state"]
 
@@ -87,6 +88,7 @@ TCP_INACTIVITY_TIMEOUT = 300 * SEC
 UDP_INACTIVITY_TIMEOUT = 60 * SEC  # TCPAnalyzer::MakeSessionAdapter() sets this first
 
 TOO_LARGE_SEQ_DELTA = 1048576
+_TOO_LARGE = TOO_LARGE_SEQ_DELTA
 MASK32 = 0xFFFFFFFF
 
 # History masks (TCP_Endpoint.h); the responder's are shifted left by 16.
@@ -117,6 +119,14 @@ _NBITS = (0, 1, 1, 2, 1, 2, 2, 3)
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*", re.DOTALL)
 
 _INF = float("inf")
+
+# The history letter of a data / pure-ACK packet, by its mask (responder's: << 16).
+_LETTER = {
+    HIST_DATA_PKT: "D",
+    HIST_ACK_PKT: "A",
+    HIST_DATA_PKT << 16: "d",
+    HIST_ACK_PKT << 16: "a",
+}
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -270,6 +280,7 @@ class _Conn:
         "delete_at",
         "expire_at",
         "first",
+        "fkeys",
         "heap_at",
         "hist_seen",
         "history",
@@ -277,6 +288,7 @@ class _Conn:
         "inact",
         "is_active",
         "key",
+        "lane",
         "last_time",
         "orig",
         "reset_at",
@@ -311,6 +323,8 @@ class _Conn:
         self.heap_at: float = _INF
         self.dead = False
         self.unreachable: Unreachable | None = None
+        self.lane = False  # see ConnectionTable._lane_open()
+        self.fkeys: list[bytes] | None = None  # its keys in ConnectionTable._fast
 
 
 def _ip_len(s: Segment) -> int:
@@ -351,6 +365,9 @@ class ConnectionTable:
         self._heap: list[tuple[float, int, _Conn]] = []
         self._tick = itertools.count()
         self._now: float = -_INF
+        # The fast lane's index: raw addresses+ports of one direction (as the frame
+        # carries them) -> (connection, sending endpoint, its peer).
+        self._fast: dict[bytes, tuple[_Conn, _Endpoint, _Endpoint]] = {}
         self.unmatched_unreachable: list[Unreachable] = []
         """ICMP unreachables that quoted no open connection (the caller drains it)."""
 
@@ -364,6 +381,10 @@ class ConnectionTable:
         finished or went idle (Zeek's timeouts, measured in capture time) — evicted at the
         chunk's end."""
         out: list[Connection] = []
+        if isinstance(records, FrameBatch) and not self.verify_checksums:
+            if self._feed_frames(records, out):
+                self._expire(out)
+            return out
         seg = self._segment
         for rec in records:
             if isinstance(rec, Segment):
@@ -381,11 +402,206 @@ class ConnectionTable:
             c.dead = True
         self._conns.clear()
         self._heap.clear()
+        self._fast.clear()
         return out
 
     # -- per packet -----------------------------------------------------------
 
-    def _segment(self, s: Segment, out: list[Connection]) -> None:
+    @staticmethod
+    def _lane_open(c: _Conn, expire_at: float) -> bool:
+        """May the next data/ACK packets of c take the fast lane (_feed_frames)?
+
+        Both endpoints ESTABLISHED and neither closed: Process() then changes no
+        state for a packet without SYN/FIN/RST (UpdateStateMachine() does nothing,
+        ConnectionClosed() is not called, SetLastTime() always applies), and no
+        timer but inactivity is pending, so _expiry() is last_time + inact (the
+        attempt timer needs an INACTIVE responder, the ExpireTimer's condition needs
+        a closed or INACTIVE side): a later last_time only moves the expiry later,
+        and the heap entry already there stays the earliest.
+        """
+        o = c.orig
+        r = c.resp
+        return (
+            o.state == ESTABLISHED
+            and r.state == ESTABLISHED
+            and not o.did_close
+            and not r.did_close
+            and c.delete_at is None
+            and (c.reset_at is None or not c.is_active)
+            and expire_at == c.last_time + c.inact
+        )
+
+    def _feed_frames(self, fb: FrameBatch, out: list[Connection]) -> bool:
+        """feed() for a libpcap batch; True when any frame made a record.
+
+        The fast lane: a TCP packet without SYN/FIN/RST, nonzero window, on a
+        connection whose lane is open (_lane_open), from a direction whose history
+        letter for it (D/d for data, A/a for a pure ACK) is already recorded, that
+        is no retransmission and acks nothing beyond the contiguous data seen. For
+        it Process() reduces to the sequence/ack bookkeeping done inline below (same
+        arithmetic, same order) plus the ConnSize counters. Every other frame is
+        decoded in full and goes through _segment() / _unreachable().
+        """
+        layout = fast_layout(fb.linktype)
+        if layout is None or fb.decoded:
+            recs = fb.records()
+            for rec in recs:
+                if isinstance(rec, Segment):
+                    self._segment(rec, out)
+                else:
+                    self._unreachable(rec, out)
+            return bool(recs)
+        eoff = layout.etype_off
+        u4 = layout.v4.unpack_from
+        u6 = layout.v6.unpack_from
+        min4 = layout.min_v4
+        min6 = layout.min_v6
+        pkts = fb.pkts
+        fast = self._fast
+        get = fast.get
+        segment = self._segment
+        decode = fb.decode
+        nfast = 0
+        seen = False
+        now = self._now
+        for sec, usec, off, cap in fb.frames():
+            ts = sec * 1_000_000 + usec
+            key = None
+            if cap >= min4:
+                et, vihl, total, frag, proto, key, seq, ack, doff, flags, win = u4(pkts, off + eoff)
+                if et == 0x0800:
+                    if vihl != 0x45 or frag & 0x1FFF or proto != 6 or not total:
+                        key = None
+                    else:
+                        iplen = total
+                        length = total - 20 - (doff >> 4) * 4
+                elif et == 0x86DD and cap >= min6:
+                    et, vhi, plen, nh, key, seq, ack, doff, flags, win = u6(pkts, off + eoff)
+                    if vhi >> 4 != 6 or nh != 6:
+                        key = None
+                    else:
+                        iplen = plen + 40
+                        length = plen - (doff >> 4) * 4
+                else:
+                    key = None
+            # The fast lane; `ok` turns False at the first condition that fails.
+            ok = key is not None and not flags & 7 and win
+            if ok:
+                ent = get(key)
+                ok = ent is not None
+            if ok:
+                c, ep, peer = ent
+                ok = c.lane and ts < c.expire_at  # else Zeek's timer removed it: evict
+            if ok:
+                if length < 0:
+                    length = 0
+                # get_relative_seq(): its wrap guess is used, not stored.
+                last = ep.last_seq
+                d = (seq - last) & MASK32
+                if d & 0x80000000:
+                    d -= 0x100000000
+                wraps = ep.seq_wraps
+                if d < 0:
+                    if wraps and seq > last:
+                        wraps -= 1
+                elif d > 0 and seq < last:
+                    wraps += 1
+                # update_last_seq(): payload that does not advance is DidRxmit() ('t').
+                sop = (seq + length) & MASK32
+                dl = (sop - last) & MASK32
+                if dl & 0x80000000:
+                    dl -= 0x100000000
+                ok = dl > 0 or not length
+            upd_ack = False
+            if ok and flags & ACK:
+                # The ACK half of Process() (the peer is ESTABLISHED, not INACTIVE).
+                pl = peer.ack_seq
+                pw = peer.ack_wraps
+                da = (ack - pl) & MASK32
+                if da & 0x80000000:
+                    da -= 0x100000000
+                if da < 0:
+                    if pw and ack > pl:
+                        pw -= 1
+                elif da > 0 and ack < pl:
+                    pw += 1
+                if pw == 0:
+                    rel_ack = (ack - peer.start_seq) & MASK32
+                    if rel_ack & 0x80000000:
+                        rel_ack = 0  # ack_underflow: nothing updated
+                    else:
+                        upd_ack = da > 0 and not (ack == 0 and da > _TOO_LARGE)
+                else:
+                    rel_ack = (pw << 32) + ack - peer.start_seq
+                    upd_ack = da > 0 and not (ack == 0 and da > _TOO_LARGE)
+                # AckReceived(): acking past the contiguous data seen is a gap ('g').
+                if rel_ack > 0:
+                    if peer.fin_cnt and rel_ack >= peer.fin_rel:
+                        rel_ack = peer.fin_rel - 1
+                    ok = rel_ack <= peer.data_next
+            if ok:
+                # update_history(), no SYN/FIN/RST: D/d with payload, else A/a for an ACK.
+                m = HIST_DATA_PKT if length else HIST_ACK_PKT if flags & ACK else 0
+                if m:
+                    if not ep.is_orig:
+                        m <<= 16
+                    if not c.hist_seen & m:
+                        c.hist_seen |= m
+                        c.history += _LETTER[m]
+                if ts > now:
+                    now = ts
+                if ts > c.last_time:
+                    c.last_time = ts  # SetLastTime(): neither side has closed
+                if upd_ack:
+                    if ack < pl:
+                        peer.ack_wraps += 1
+                    peer.ack_seq = ack
+                if dl > 0:
+                    if sop < last:
+                        ep.seq_wraps += 1
+                    ep.last_seq = sop
+                if length:
+                    # DataSent(): contiguous payload advances data_next.
+                    if wraps == 0:
+                        rel = (seq - ep.start_seq) & MASK32
+                        under = rel & 0x80000000  # seq_underflow
+                    else:
+                        rel = (wraps << 32) + seq - ep.start_seq
+                        under = 0
+                    if not under and rel <= ep.data_next < rel + length:
+                        ep.data_next = rel + length
+                # ConnSize, then the expiry: only inactivity is pending (_lane_open).
+                ep.pkts += 1
+                ep.ip_bytes += iplen
+                ep.payload += length
+                c.seen_ts = ts
+                c.expire_at = c.last_time + c.inact
+                nfast += 1
+                continue
+            # Everything else: the full decoder and Zeek's full logic.
+            rec = decode(ts, off, cap)
+            if rec is None:
+                continue
+            seen = True
+            self._now = now
+            if isinstance(rec, Segment):
+                c, ep, peer = segment(rec, out)
+                if key is not None and (ep.addr != peer.addr or ep.port != peer.port):
+                    old = get(key)
+                    if old is None or old[0] is not c:
+                        fast[key] = (c, ep, peer)
+                        if c.fkeys is None:
+                            c.fkeys = [key]
+                        else:
+                            c.fkeys.append(key)
+            else:
+                self._unreachable(rec, out)
+            now = self._now
+        self._now = now
+        fb.fast_counted(nfast)
+        return seen or nfast > 0
+
+    def _segment(self, s: Segment, out: list[Connection]) -> tuple[_Conn, _Endpoint, _Endpoint]:
         ts = s.ts
         if ts > self._now:
             self._now = ts
@@ -436,6 +652,8 @@ class ConnectionTable:
         if e < c.heap_at:
             c.heap_at = e
             heapq.heappush(self._heap, (e, next(self._tick), c))
+        c.lane = self._lane_open(c, e)
+        return c, ep, peer
 
     def _new_conn(self, key: tuple[str, int, str, int], s: Segment) -> _Conn:
         c = _Conn(key, s)
@@ -944,6 +1162,12 @@ class ConnectionTable:
     def _evict(self, c: _Conn, out: list[Connection]) -> None:
         del self._conns[c.key]
         c.dead = True
+        c.lane = False
+        if c.fkeys is not None:
+            fast = self._fast
+            for k in c.fkeys:
+                if fast.get(k, (None,))[0] is c:  # a newer connection may own it by now
+                    del fast[k]
         out.append(self._finalize(c))
 
     def _expire(self, out: list[Connection]) -> None:

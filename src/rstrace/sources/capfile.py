@@ -12,12 +12,14 @@ Two readers, one output:
 from __future__ import annotations
 
 import gzip
+import queue
 import struct
 import sys
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pcapy
 
@@ -33,6 +35,7 @@ from rstrace.sources.decode import (
     LINK_NAMES,
     SUPPORTED_LINKTYPES,
     DecodeStats,
+    FrameBatch,
     decode_frame,
     tcp_checksum_ok,
 )
@@ -196,28 +199,39 @@ class CaptureReader:
         stats = self.summary.stats
         stats.linktypes.add(linktype)
         done = 0
-        while True:
-            try:
-                pkts, meta = handle.next_batch(self.batch_size)
-            except pcapy.PcapError as e:
-                # next_batch drops the whole batch when its last record is cut short:
-                # re-read from the last good batch packet by packet to lose nothing.
-                yield from self._salvage(item, iface, linktype, filt, done, str(e))
-                return
-            if not meta:
-                if done == 0 and _holds_no_packets(item.path):
-                    self.summary.empty_files.append(item.display)
-                return
-            out: list[Record] = []
-            for sec, usec, off, caplen in _META.iter_unpack(meta):
-                rec = decode_frame(
-                    linktype, pkts[off : off + caplen], sec * 1_000_000 + usec, iface, stats
-                )
-                if rec is not None:
-                    out.append(rec)  # type: ignore[arg-type]
-                    self._note(rec, iface)
-            done += len(meta) // _META.size
-            yield out
+        reader = _Prefetch(handle, self.batch_size)
+        try:
+            while True:
+                got = reader.get()
+                if isinstance(got, pcapy.PcapError):
+                    # next_batch drops the whole batch when its last record is cut short:
+                    # re-read from the last good batch packet by packet to lose nothing.
+                    reader.close()
+                    yield from self._salvage(item, iface, linktype, filt, done, str(got))
+                    return
+                pkts, meta = got
+                if not meta:
+                    if done == 0 and _holds_no_packets(item.path):
+                        self.summary.empty_files.append(item.display)
+                    return
+                done += len(meta) // _META.size
+                if self.verify_checksums:
+                    out: list[Record] = []
+                    for sec, usec, off, caplen in _META.iter_unpack(meta):
+                        rec = decode_frame(
+                            linktype, pkts[off : off + caplen], sec * 1_000_000 + usec, iface,
+                            stats,
+                        )  # fmt: skip
+                        if rec is not None:
+                            out.append(rec)  # type: ignore[arg-type]
+                            self._note(rec, iface)
+                    yield out
+                else:
+                    # Decoded on demand: the tracker's fast lane skips most of it.
+                    yield FrameBatch(pkts, meta, linktype, iface, stats, self._note,
+                                     self.summary.interfaces)  # fmt: skip
+        finally:
+            reader.close()
 
     def _salvage(
         self,
@@ -330,6 +344,59 @@ class CaptureReader:
             yield out
         if seen == 0 and not self.summary.warnings:
             self.summary.empty_files.append(item.display)
+
+
+class _Prefetch:
+    """next_batch() in a background thread, a few batches ahead.
+
+    pcapy releases the GIL while libpcap reads and filters, so reading the next
+    batches overlaps the Python work on this one. The queue is bounded (memory stays
+    a few batches); a read error is handed over in order, as the item it replaces,
+    and ends the thread. close() stops it early (the consumer left): the thread
+    finishes the read it is in, sees the stop flag and exits; nothing is left behind.
+    """
+
+    DEPTH = 3
+
+    def __init__(self, handle: Any, batch_size: int) -> None:
+        self._q: queue.Queue[tuple[bytes, bytes] | BaseException] = queue.Queue(self.DEPTH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(handle, batch_size), name="rstrace-read", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, handle: Any, batch_size: int) -> None:
+        q = self._q
+        stop = self._stop
+        while not stop.is_set():
+            try:
+                item: tuple[bytes, bytes] | BaseException = handle.next_batch(batch_size)
+            except BaseException as e:
+                item = e
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException) or not item[1]:
+                return
+
+    def get(self) -> tuple[bytes, bytes] | pcapy.PcapError:
+        """The next (pkts, meta); a PcapError from next_batch is returned, others raised."""
+        item = self._q.get()
+        if isinstance(item, BaseException) and not isinstance(item, pcapy.PcapError):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:  # make room for a put() the thread may be blocked in
+                self._q.get_nowait()
+            except queue.Empty:
+                self._thread.join(0.01)
 
 
 def _holds_no_packets(path: str) -> bool:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from rstrace.model import Segment, Unreachable
 
@@ -54,6 +56,7 @@ _IPV6_AH = 51
 _U16 = struct.Struct("!H")
 _IPV4_HDR = struct.Struct("!BBHHHBBH4s4s")
 _TCP_HDR = struct.Struct("!HHIIBBH")
+_META = struct.Struct("=IIII")  # pcapy next_batch: sec, usec, offset, caplen per frame
 
 
 @dataclass(slots=True)
@@ -115,6 +118,173 @@ def ip_offset(linktype: int, frame: bytes) -> tuple[int, int] | None:
             return 4, ETH_IPV6
         return None
     return None
+
+
+# -- headers only, for the tracker's fast lane -------------------------------------------
+#
+# One unpack reads, from the ethertype on: the IP fields the decoder checks, the
+# addresses and ports as one bytes object (the direction's connection key, no
+# inet_ntop), and the TCP fields the state machine needs. IPv4 without options and
+# IPv6 without extension headers only; everything else takes decode_frame().
+_FAST_V4 = "BxH2xHxB2x12sIIBBH"  # vihl, total, frag, proto, addrs+ports, seq, ack, doff, flags, win
+_FAST_V6 = "B3xHBx36sIIBBH"  # version/class, payload length, next header, addrs+ports, ...
+
+
+@dataclass(frozen=True, slots=True)
+class FastLayout:
+    """Where a link type keeps its ethertype and IP header, for the fast header unpack."""
+
+    etype_off: int
+    """Offset of the 16-bit ethertype in the frame; the unpack starts there."""
+    v4: struct.Struct
+    """ethertype, then _FAST_V4 at the IP header."""
+    v6: struct.Struct
+    min_v4: int
+    """Shortest frame decode_frame() would read as IPv4 + TCP (IP offset + 40)."""
+    min_v6: int
+
+
+def _layout(etype_off: int, ip_off: int) -> FastLayout:
+    gap = ip_off - etype_off - 2
+    pad = f"{gap}x" if gap else ""
+    return FastLayout(
+        etype_off,
+        struct.Struct(f"!H{pad}{_FAST_V4}"),
+        struct.Struct(f"!H{pad}{_FAST_V6}"),
+        ip_off + 40,
+        ip_off + 60,
+    )
+
+
+# Link types whose ethertype sits at a fixed place (no VLAN walk: 802.1Q frames carry
+# another ethertype there and take the full decoder).
+_FAST_LAYOUTS = {
+    DLT_EN10MB: _layout(12, 14),
+    DLT_LINUX_SLL: _layout(14, 16),
+    DLT_LINUX_SLL2: _layout(0, 20),
+}
+
+
+def fast_layout(linktype: int) -> FastLayout | None:
+    """The header layout for the fast lane, or None: decode every frame in full."""
+    return _FAST_LAYOUTS.get(linktype)
+
+
+class FrameBatch(Sequence["Segment | Unreachable"]):
+    """The frames of one libpcap batch, decoded on demand.
+
+    As a Sequence it is the list of records decode_frame() makes of the frames
+    (decoded once, when first indexed or iterated). ConnectionTable.feed() instead
+    walks the frames itself: it unpacks headers only for data/ACK packets of
+    established connections and calls decode() for the rest, so most packets never
+    become a Segment. Either way every frame is decoded (and counted) exactly once.
+    """
+
+    __slots__ = (
+        "_last",
+        "_recs",
+        "iface",
+        "interfaces",
+        "linktype",
+        "meta",
+        "note",
+        "pkts",
+        "stats",
+    )
+
+    def __init__(
+        self,
+        pkts: bytes,
+        meta: bytes,
+        linktype: int,
+        iface: str | None,
+        stats: DecodeStats,
+        note: Callable[[Segment | Unreachable, str | None], object],
+        interfaces: set[str],
+    ) -> None:
+        self.pkts = pkts
+        self.meta = meta
+        self.linktype = linktype
+        self.iface = iface
+        self.stats = stats
+        self.note = note
+        """The reader's per-record bookkeeping (time window, interfaces)."""
+        self.interfaces = interfaces
+        """The reader's set of interface names seen with a record."""
+        self._recs: list[Segment | Unreachable] | None = None
+        self._last: Segment | Unreachable | bool | None = False  # False: not looked for
+
+    def frames(self) -> Iterator[tuple[int, int, int, int]]:
+        """(seconds, microseconds, offset in pkts, captured length) per frame."""
+        return _META.iter_unpack(self.meta)
+
+    def decode(self, ts: int, off: int, caplen: int) -> Segment | Unreachable | None:
+        """decode_frame() for one frame, with the reader's bookkeeping."""
+        rec = decode_frame(self.linktype, self.pkts[off : off + caplen], ts, self.iface, self.stats)
+        if rec is not None:
+            self.note(rec, self.iface)
+        return rec
+
+    def fast_counted(self, n: int) -> None:
+        """n frames went through the fast lane: count them as decode_frame() would."""
+        if n:
+            self.stats.packets += n
+            self.stats.tcp += n
+            if self.iface:
+                self.interfaces.add(self.iface)
+
+    @property
+    def decoded(self) -> bool:
+        """True once the records were made (indexed or iterated): feed() then uses them."""
+        return self._recs is not None
+
+    def records(self) -> list[Segment | Unreachable]:
+        if self._recs is None:
+            recs = []
+            for sec, usec, off, caplen in self.frames():
+                rec = self.decode(sec * 1_000_000 + usec, off, caplen)
+                if rec is not None:
+                    recs.append(rec)
+            self._recs = recs
+        return self._recs
+
+    def _last_record(self) -> Segment | Unreachable | None:
+        """The last record, without decoding (and counting) the whole batch."""
+        if self._recs is not None:
+            return self._recs[-1] if self._recs else None
+        if self._last is False:
+            self._last = None
+            scratch = DecodeStats()
+            meta = self.meta
+            for i in range(len(meta) - _META.size, -1, -_META.size):
+                sec, usec, off, caplen = _META.unpack_from(meta, i)
+                rec = decode_frame(self.linktype, self.pkts[off : off + caplen],
+                                   sec * 1_000_000 + usec, self.iface, scratch)  # fmt: skip
+                if rec is not None:
+                    self._last = rec
+                    break
+        return self._last  # type: ignore[return-value]
+
+    def __bool__(self) -> bool:
+        return self._last_record() is not None
+
+    def __len__(self) -> int:
+        return len(self.records())
+
+    @overload
+    def __getitem__(self, i: int) -> Segment | Unreachable: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Segment | Unreachable]: ...
+    def __getitem__(self, i: int | slice) -> Segment | Unreachable | list[Segment | Unreachable]:
+        if isinstance(i, int) and i == -1:
+            last = self._last_record()
+            if last is None:
+                raise IndexError("empty batch")
+            return last
+        return self.records()[i]
+
+    def __iter__(self) -> Iterator[Segment | Unreachable]:
+        return iter(self.records())
 
 
 def decode_frame(
