@@ -209,3 +209,44 @@ def test_icmp_unreachable_quotes_the_syn(tmp_path: Path) -> None:
     assert (u.quoted_src, u.quoted_dst, u.quoted_sport, u.quoted_dport, u.quoted_seq) == (
         "192.0.2.1", "198.51.100.2", 40000, 7211, 77)  # fmt: skip
     assert (u.icmp_type, u.icmp_code, u.src) == (3, 3, "198.51.100.2")
+
+
+@pytest.mark.parametrize("tsresol", [6, 9, 0x80 | 20, 0x80 | 30, 0x80 | 10, 3])
+def test_pcapng_timestamp_resolutions_power_of_10_and_2(tmp_path: Path, tsresol: int) -> None:
+    """Two interfaces force our own reader; libpcap is the oracle for one interface."""
+    import struct
+
+    units = 2 ** (tsresol & 0x7F) if tsresol & 0x80 else 10**tsresol
+    t_us = 1_700_000_000_123_456
+    raw_ts = t_us * units // 1_000_000
+    frame = g.ethernet(g.refused_exchange(4, n=1)[0][1])
+    # IDBs with the resolution, then one EPB by hand with the raw stamp.
+    data = g.pcapng([(1, "a"), (1, "b")], [], tsresol=tsresol)
+    body = struct.pack("<IIIII", 1, raw_ts >> 32, raw_ts & 0xFFFFFFFF, len(frame), len(frame))
+    body += frame + b"\0" * (-len(frame) % 4)
+    data += struct.pack("<II", 6, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+    recs, _ = _read([_write(tmp_path, "res.pcapng", data)])
+    # Both conversions floor: at most one unit of the coarser scale apart.
+    assert abs(recs[0].ts - t_us) <= max(1, 1_000_000 // units)
+    assert recs[0].iface == "b"
+
+
+def test_simple_packet_block_takes_the_previous_timestamp(tmp_path: Path) -> None:
+    import struct
+
+    pkts = [(0, t, g.ethernet(p)) for t, p in g.refused_exchange(4, n=1)]
+    data = g.pcapng([(1, "a"), (1, "b")], pkts)
+    frame = pkts[0][2]
+    body = struct.pack("<I", len(frame)) + frame + b"\0" * (-len(frame) % 4)
+    data += struct.pack("<II", 3, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+    recs, r = _read([_write(tmp_path, "spb.pcapng", data)])
+    assert [x.ts for x in recs] == [pkts[0][1], pkts[1][1], pkts[1][1]]
+    assert r.summary.first_ts == pkts[0][1]
+
+
+def test_pcap_link_type_with_fcs_bits_is_read_by_both_readers(tmp_path: Path) -> None:
+    pkts = [(t, g.ethernet(p)) for t, p in g.refused_exchange(4, n=1)]
+    data = g.pcap(pkts, 0x14000001)
+    plain, _ = _read([_write(tmp_path, "fcs.pcap", data)])
+    zipped, _ = _read([_write(tmp_path, "fcs.pcap.gz", gzip.compress(data))])
+    assert len(plain) == len(zipped) == 2

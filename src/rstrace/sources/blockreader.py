@@ -43,9 +43,15 @@ class CaptureFormatError(Exception):
 class Interface:
     linktype: int
     name: str | None
-    ts_div: int
-    """Divide the raw timestamp by this to get microseconds (or multiply if < 1: see ts_mul)."""
-    ts_mul: int = 1
+    units_per_s: int
+    """Timestamp units per second (if_tsresol): 10**6 by default, 10**9 for nanoseconds."""
+    offset_s: int = 0
+    """Seconds to add to every timestamp (if_tsoffset)."""
+
+    def micros(self, raw_ts: int) -> int:
+        # Exact integer arithmetic: a power-of-2 resolution (2**-20 s) does not
+        # divide a microsecond evenly.
+        return raw_ts * 1_000_000 // self.units_per_s + self.offset_s * 1_000_000
 
 
 @dataclass(slots=True)
@@ -72,6 +78,7 @@ class StreamReader:
         self.offset = 0
         self.interfaces: list[Interface] = []
         self.format = ""
+        self._last_ts = 0
 
     def _read(self, n: int) -> bytes:
         if self._head:
@@ -109,9 +116,9 @@ class StreamReader:
         if len(rest) < 20:
             raise CaptureFormatError("pcap file header cut short", self.offset)
         _vmaj, _vmin, _zone, _sigfigs, _snaplen, linktype = struct.unpack(endian + "HHiIII", rest)
-        # The top bits of the link type field carry FCS info (pcap-savefile(5)).
+        # The upper 16 bits of the link type field carry FCS info (pcap-savefile(5)).
         nano = magic == PCAP_MAGIC_NS
-        self.interfaces.append(Interface(linktype & 0x0FFFFFFF, None, 1000 if nano else 1))
+        self.interfaces.append(Interface(linktype & 0xFFFF, None, 10**9 if nano else 10**6))
         rec = struct.Struct(endian + "IIII")
         div = 1000 if nano else 1
         while True:
@@ -184,8 +191,8 @@ class StreamReader:
                 if not self.interfaces or len(body) < 4:
                     raise CaptureFormatError("simple packet block before any interface", start)
                 wire_len = struct.unpack_from(endian + "I", body)[0]
-                # SPBs carry no timestamp; 0 keeps them first, which is all we can do.
-                yield RawPacket(0, 0, body[4 : 4 + wire_len], wire_len)
+                # SPBs carry no timestamp: give them the previous packet's, the best guess.
+                yield RawPacket(self._last_ts, 0, body[4 : 4 + wire_len], wire_len)
             elif btype == _OPB:
                 pkt = self._epb(body, endian, start, obsolete=True)
                 if pkt is not None:
@@ -196,7 +203,7 @@ class StreamReader:
             raise CaptureFormatError("interface block cut short", start)
         linktype = struct.unpack_from(endian + "H", body)[0]
         name = None
-        ts_div, ts_mul = 1, 1
+        units, offset = 10**6, 0
         for code, value in _options(body, 8, endian):
             if code == 2:
                 name = value.rstrip(b"\0").decode("utf-8", "replace") or None
@@ -204,11 +211,9 @@ class StreamReader:
                 res = value[0]
                 # High bit: power of 2, else power of 10 (pcapng spec, if_tsresol).
                 units = 2 ** (res & 0x7F) if res & 0x80 else 10 ** (res & 0x7F)
-                if units >= 1_000_000:
-                    ts_div = max(units // 1_000_000, 1)
-                else:
-                    ts_mul = 1_000_000 // max(units, 1)
-        self.interfaces.append(Interface(linktype, name, ts_div, ts_mul))
+            elif code == 14 and len(value) >= 8:
+                offset = struct.unpack_from(endian + "q", value)[0]
+        self.interfaces.append(Interface(linktype, name, max(units, 1), offset))
 
     def _epb(
         self, body: bytes, endian: str, start: int, obsolete: bool = False
@@ -223,9 +228,8 @@ class StreamReader:
             raise CaptureFormatError(f"packet for undeclared interface {iface}", start)
         if caplen > len(body) - 20:
             raise CaptureFormatError("packet longer than its block", start)
-        itf = self.interfaces[iface]
-        raw_ts = (hi << 32) | lo
-        ts = raw_ts // itf.ts_div if itf.ts_div > 1 else raw_ts * itf.ts_mul
+        ts = self.interfaces[iface].micros((hi << 32) | lo)
+        self._last_ts = ts
         return RawPacket(ts, iface, body[20 : 20 + caplen], wire_len)
 
 
