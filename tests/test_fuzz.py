@@ -7,6 +7,9 @@ would only exercise the magic check. Derandomized, so CI cannot flake.
 from __future__ import annotations
 
 import gzip
+import io
+import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -14,6 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rstrace.analyze import analyze_files
+from rstrace.render.json import result_dict
+from rstrace.render.text import render_text
 from rstrace.sources.capfile import CaptureError
 from tests import pcapgen as g
 
@@ -58,7 +63,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 
 @settings(
     derandomize=True,
-    max_examples=400,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -67,10 +72,17 @@ def test_mutated_captures_never_raise(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "m.pcap"
         path.write_bytes(data)
-        for mode in ("control", "all"):
+        # control: the fast path; reference: the per-packet path it must match.
+        for mode, reference in (("control", False), ("control", True), ("none", False),
+                                ("all", False)):  # fmt: skip
+            os.environ["RSTRACE_REFERENCE"] = "1" if reference else "0"
             try:
                 res = analyze_files([str(path)], mode=mode)
             except CaptureError as e:
                 assert "\n" not in str(e)
                 continue
+            finally:
+                os.environ.pop("RSTRACE_REFERENCE", None)
             assert all("\n" not in w for w in res.warnings)
+            json.dumps(result_dict(res))  # rendering must not raise either
+            render_text(res, io.StringIO())
