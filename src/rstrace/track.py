@@ -121,6 +121,7 @@ _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*", re.DOTALL)
 _INF = float("inf")
 
 # The history letter of a data / pure-ACK packet, by its mask (responder's: << 16).
+_DADA = (HIST_DATA_PKT | HIST_ACK_PKT) * 0x10001  # D, A, d and a all recorded
 _LETTER = {
     HIST_DATA_PKT: "D",
     HIST_ACK_PKT: "A",
@@ -172,6 +173,7 @@ class _Endpoint:
     """TCP_Endpoint plus our per-endpoint Side facts (role-free until finalize)."""
 
     __slots__ = (
+        "ack_ok",
         "ack_seq",
         "ack_wraps",
         "addr",
@@ -235,6 +237,7 @@ class _Endpoint:
         self.state = self.prev_state = INACTIVE
         self.start_seq = self.last_seq = self.ack_seq = 0
         self.seq_wraps = self.ack_wraps = 0
+        self.ack_ok = -1  # an ack value the fast lane knows changes nothing (or -1)
         self.fin_cnt = 0
         self.fin_rel = 0  # FIN_seq: relative seq one past the FIN
         self.did_close = False
@@ -461,6 +464,8 @@ class ConnectionTable:
         get = fast.get
         segment = self._segment
         decode = fb.decode
+        tcp_segment = fb.tcp_segment
+        ip_off = layout.ip_off
         nfast = 0
         seen = False
         now = self._now
@@ -468,18 +473,22 @@ class ConnectionTable:
             ts = sec * 1_000_000 + usec
             key = None
             if cap >= min4:
-                et, vihl, total, frag, proto, key, seq, ack, doff, flags, win = u4(pkts, off + eoff)
+                et, vihl, total, ip_id, frag, ttl, proto, key, seq, ack, doff, flags, win = u4(
+                    pkts, off + eoff
+                )
                 if et == 0x0800:
                     if vihl != 0x45 or frag & 0x1FFF or proto != 6 or not total:
                         key = None
                     else:
+                        v6 = False
                         iplen = total
                         length = total - 20 - (doff >> 4) * 4
                 elif et == 0x86DD and cap >= min6:
-                    et, vhi, plen, nh, key, seq, ack, doff, flags, win = u6(pkts, off + eoff)
+                    et, vhi, plen, nh, ttl, key, seq, ack, doff, flags, win = u6(pkts, off + eoff)
                     if vhi >> 4 != 6 or nh != 6:
                         key = None
                     else:
+                        v6 = True
                         iplen = plen + 40
                         length = plen - (doff >> 4) * 4
                 else:
@@ -497,23 +506,29 @@ class ConnectionTable:
                     length = 0
                 # get_relative_seq(): its wrap guess is used, not stored.
                 last = ep.last_seq
-                d = (seq - last) & MASK32
-                if d & 0x80000000:
-                    d -= 0x100000000
-                wraps = ep.seq_wraps
-                if d < 0:
-                    if wraps and seq > last:
-                        wraps -= 1
-                elif d > 0 and seq < last:
-                    wraps += 1
-                # update_last_seq(): payload that does not advance is DidRxmit() ('t').
-                sop = (seq + length) & MASK32
-                dl = (sop - last) & MASK32
-                if dl & 0x80000000:
-                    dl -= 0x100000000
-                ok = dl > 0 or not length
+                if seq == last:  # the next segment in order: no wrap guess, advances
+                    wraps = ep.seq_wraps
+                    sop = (seq + length) & MASK32
+                    dl = length
+                else:
+                    d = (seq - last) & MASK32
+                    if d & 0x80000000:
+                        d -= 0x100000000
+                    wraps = ep.seq_wraps
+                    if d < 0:
+                        if wraps and seq > last:
+                            wraps -= 1
+                    elif d > 0 and seq < last:
+                        wraps += 1
+                    # update_last_seq(): payload that does not advance is DidRxmit() ('t').
+                    sop = (seq + length) & MASK32
+                    dl = (sop - last) & MASK32
+                    if dl & 0x80000000:
+                        dl -= 0x100000000
+                    ok = dl > 0 or not length
             upd_ack = False
-            if ok and flags & ACK:
+            new_ack = ok and flags & ACK and ack != ep.ack_ok
+            if new_ack:
                 # The ACK half of Process() (the peer is ESTABLISHED, not INACTIVE).
                 pl = peer.ack_seq
                 pw = peer.ack_wraps
@@ -542,7 +557,7 @@ class ConnectionTable:
             if ok:
                 # update_history(), no SYN/FIN/RST: D/d with payload, else A/a for an ACK.
                 m = HIST_DATA_PKT if length else HIST_ACK_PKT if flags & ACK else 0
-                if m:
+                if m and c.hist_seen & _DADA != _DADA:
                     if not ep.is_orig:
                         m <<= 16
                     if not c.hist_seen & m:
@@ -551,11 +566,20 @@ class ConnectionTable:
                 if ts > now:
                     now = ts
                 if ts > c.last_time:
-                    c.last_time = ts  # SetLastTime(): neither side has closed
-                if upd_ack:
-                    if ack < pl:
-                        peer.ack_wraps += 1
-                    peer.ack_seq = ack
+                    # SetLastTime() (neither side has closed); only inactivity is
+                    # pending (_lane_open): the expiry follows.
+                    c.last_time = ts
+                    c.expire_at = ts + c.inact
+                if new_ack:
+                    if upd_ack:
+                        if ack < pl:
+                            peer.ack_wraps += 1
+                        peer.ack_seq = ack
+                    # Acked again, this value changes nothing and is no gap: the peer's
+                    # ack_seq/ack_wraps/start_seq/fin stay (only this direction's lane
+                    # or _segment(), which clears ack_ok, changes them) and data_next
+                    # only grows. So the ACK half can be skipped for it.
+                    ep.ack_ok = ack if peer.ack_seq == ack else -1
                 if dl > 0:
                     if sop < last:
                         ep.seq_wraps += 1
@@ -570,16 +594,22 @@ class ConnectionTable:
                         under = 0
                     if not under and rel <= ep.data_next < rel + length:
                         ep.data_next = rel + length
-                # ConnSize, then the expiry: only inactivity is pending (_lane_open).
+                # ConnSize. (c.seen_ts is left: only _expiry() reads it, and only
+                # _segment() calls that, right after setting it.)
                 ep.pkts += 1
                 ep.ip_bytes += iplen
                 ep.payload += length
-                c.seen_ts = ts
-                c.expire_at = c.last_time + c.inact
                 nfast += 1
                 continue
             # Everything else: the full decoder and Zeek's full logic.
-            rec = decode(ts, off, cap)
+            if key is None:
+                rec = decode(ts, off, cap)
+            elif v6:
+                rec = tcp_segment(ts, off, cap, ip_off, True, key, seq, ack, flags, win, length,
+                                  ttl, -1, False)  # fmt: skip
+            else:
+                rec = tcp_segment(ts, off, cap, ip_off, False, key, seq, ack, flags, win, length,
+                                  ttl, ip_id, frag & 0x4000 != 0)  # fmt: skip
             if rec is None:
                 continue
             seen = True
@@ -653,6 +683,7 @@ class ConnectionTable:
             c.heap_at = e
             heapq.heappush(self._heap, (e, next(self._tick), c))
         c.lane = self._lane_open(c, e)
+        ep.ack_ok = peer.ack_ok = -1
         return c, ep, peer
 
     def _new_conn(self, key: tuple[str, int, str, int], s: Segment) -> _Conn:

@@ -126,8 +126,11 @@ def ip_offset(linktype: int, frame: bytes) -> tuple[int, int] | None:
 # addresses and ports as one bytes object (the direction's connection key, no
 # inet_ntop), and the TCP fields the state machine needs. IPv4 without options and
 # IPv6 without extension headers only; everything else takes decode_frame().
-_FAST_V4 = "BxH2xHxB2x12sIIBBH"  # vihl, total, frag, proto, addrs+ports, seq, ack, doff, flags, win
-_FAST_V6 = "B3xHBx36sIIBBH"  # version/class, payload length, next header, addrs+ports, ...
+# IPv4: vihl, total, id, frag, ttl, proto, addrs+ports, seq, ack, doff, flags, win.
+_FAST_V4 = "BxHHHBB2x12sIIBBH"
+# IPv6: version/class, payload length, next header, hop limit, addrs+ports, seq, ...
+_FAST_V6 = "B3xHBB36sIIBBH"
+_PORTS = struct.Struct("!HH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,7 @@ class FastLayout:
     min_v4: int
     """Shortest frame decode_frame() would read as IPv4 + TCP (IP offset + 40)."""
     min_v6: int
+    ip_off: int
 
 
 def _layout(etype_off: int, ip_off: int) -> FastLayout:
@@ -153,6 +157,7 @@ def _layout(etype_off: int, ip_off: int) -> FastLayout:
         struct.Struct(f"!H{pad}{_FAST_V6}"),
         ip_off + 40,
         ip_off + 60,
+        ip_off,
     )
 
 
@@ -224,6 +229,30 @@ class FrameBatch(Sequence["Segment | Unreachable"]):
         if rec is not None:
             self.note(rec, self.iface)
         return rec
+
+    def tcp_segment(
+        self, ts: int, off: int, caplen: int, ip_off: int, v6: bool, key: bytes,
+        seq: int, ack: int, flags: int, win: int, payload: int, ttl: int, ip_id: int, df: bool,
+    ) -> Segment:  # fmt: skip
+        """decode() for a frame whose headers the fast unpack already read and checked
+        (IPv4 without options or IPv6 without extension headers, TCP, long enough):
+        the same Segment decode_frame() makes, without reading the headers again."""
+        stats = self.stats
+        stats.packets += 1
+        stats.tcp += 1
+        sport, dport = _PORTS.unpack_from(key, 32 if v6 else 8)
+        if v6:
+            src = socket.inet_ntop(socket.AF_INET6, key[:16])
+            dst = socket.inet_ntop(socket.AF_INET6, key[16:32])
+        else:
+            src = socket.inet_ntoa(key[:4])
+            dst = socket.inet_ntoa(key[4:8])
+        seg = Segment(
+            ts, self.iface, 6 if v6 else 4, src, dst, sport, dport, flags, seq, ack, win,
+            max(payload, 0), ttl, ip_id, df, self.pkts[off + ip_off : off + caplen],
+        )  # fmt: skip
+        self.note(seg, self.iface)
+        return seg
 
     def fast_counted(self, n: int) -> None:
         """n frames went through the fast lane: count them as decode_frame() would."""
