@@ -129,6 +129,7 @@ _LETTER = {
     HIST_ACK_PKT << 16: "a",
 }
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_B62_PAIRS = [_B62[i % 62] + _B62[i // 62] for i in range(62 * 62)]  # low digit first
 
 
 def _seq_delta(a: int, b: int) -> int:
@@ -345,14 +346,18 @@ def _ip_len(s: Segment) -> int:
 
 
 def _uid(first: tuple[str, int, str, int, int, int], ts: int) -> str:
-    """Deterministic Zeek-like uid: 'C' + base62 of 96 bits of a hash."""
+    """Deterministic Zeek-like uid: 'C' + base62 of 96 bits of a hash (least significant
+    digit first), two digits per division."""
     h = hashlib.blake2b(repr((ts, *first)).encode(), digest_size=12).digest()
     n = int.from_bytes(h, "big")
     out = []
     while n:
-        n, d = divmod(n, 62)
-        out.append(_B62[d])
-    return "C" + "".join(out)
+        n, d = divmod(n, 3844)
+        out.append(_B62_PAIRS[d])
+    s = "".join(out)
+    if s and s[-1] == "0":
+        s = s[:-1]  # the last pair's high digit was 0: one digit was left
+    return "C" + s
 
 
 class ConnectionTable:
