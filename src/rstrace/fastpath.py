@@ -24,6 +24,7 @@ cannot read, read errors) returns None: the caller runs the reference pipeline.
 from __future__ import annotations
 
 import socket
+from collections import Counter
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -57,6 +58,7 @@ SEC = 1_000_000
 I64MAX = np.iinfo(np.int64).max
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 MAX_SIMPLE_LEN = 16
+SMALL = 48  # below this many values, Python loops beat numpy's per-call overhead
 MAX_CUT_ROUNDS = 16  # connections found per 4-tuple and window; more: replayed whole
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -117,6 +119,15 @@ class _Emitted:
     cols: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
+def _tuple_key(rows: np.ndarray) -> np.ndarray:
+    """A 64-bit key of a row's 4-tuple, the same in both directions (collisions are
+    checked where the groups are used)."""
+    ver = rows["ver"].astype(np.uint64) << np.uint64(16)
+    ea = _hash_ep(rows["a_hi"], rows["a_lo"], rows["sport"].astype(np.uint64) | ver)
+    eb = _hash_ep(rows["b_hi"], rows["b_lo"], rows["dport"].astype(np.uint64) | ver)
+    return np.minimum(ea, eb) * _M2 + np.maximum(ea, eb)
+
+
 def _hash_ep(hi: np.ndarray, lo: np.ndarray, pv: np.ndarray) -> np.ndarray:
     h = hi * _M1 ^ lo
     h = (h ^ (h >> np.uint64(31))) * _M2 ^ pv
@@ -147,7 +158,11 @@ class FastAnalysis:
         self.objs: dict[int, Segment | Unreachable] = {}
         self.pending: list[np.ndarray] = []
         self.npending = 0
-        self.carry = np.zeros(0, ROW)
+        self.carry = np.zeros(0, ROW)  # rows of replayed connections still open
+        self.parked = np.zeros(0, ROW)  # rows of simple connections not yet expired
+        self.pk_key = np.zeros(0, np.uint64)  # their 4-tuple key, expiry, last batch
+        self.pk_E = np.zeros(0, np.int64)
+        self.pk_lb = np.zeros(0, np.int64)
         self.unmatched_done: set[int] = set()
         self.simple_conns = 0
         """Connections settled by the vectorized patterns (the rest were replayed)."""
@@ -245,19 +260,35 @@ class FastAnalysis:
     # -- one window ---------------------------------------------------------------
 
     def _window(self, final: bool) -> None:
-        rows = np.concatenate([self.carry, *self.pending]) if self.pending else self.carry
+        new = np.concatenate(self.pending) if self.pending else np.zeros(0, ROW)
         self.pending = []
         self.npending = 0
-        if not len(rows):
-            return
         pb = np.array(self.pass_b, np.int64)
         pn = np.array(self.pass_n, np.int64)
+        newkey = _tuple_key(new)
+        # Parked connections (simple, not yet expired) come back when their 4-tuple
+        # has new packets, when a batch end expired them, or at the end.
+        pk = self.parked
+        if len(pk):
+            back = np.isin(self.pk_key, newkey)
+            if final:
+                back[:] = True
+            else:
+                ip = np.maximum(np.searchsorted(pn, self.pk_E, "left"),
+                                np.searchsorted(pb, self.pk_lb, "left"))  # fmt: skip
+                back |= ip < len(pn)
+            rows = np.concatenate([self.carry, pk[back], new])
+            key = np.concatenate([_tuple_key(self.carry), self.pk_key[back], newkey])
+            stay = ~back
+            self.parked, self.pk_key = pk[stay], self.pk_key[stay]
+            self.pk_E, self.pk_lb = self.pk_E[stay], self.pk_lb[stay]
+        else:
+            rows = np.concatenate([self.carry, new])
+            key = np.concatenate([_tuple_key(self.carry), newkey])
+        del new, newkey
+        if not len(rows):
+            return
         # Group by 4-tuple (hash of both endpoints, order-free), rows in time order.
-        pv_a = rows["sport"].astype(np.uint64) | (rows["ver"].astype(np.uint64) << np.uint64(16))
-        pv_b = rows["dport"].astype(np.uint64) | (rows["ver"].astype(np.uint64) << np.uint64(16))
-        ea = _hash_ep(rows["a_hi"], rows["a_lo"], pv_a)
-        eb = _hash_ep(rows["b_hi"], rows["b_lo"], pv_b)
-        key = np.minimum(ea, eb) * _M2 + np.maximum(ea, eb)
         order = np.argsort(key, kind="stable")
         r = rows[order]
         k = key[order]
@@ -349,13 +380,30 @@ class FastAnalysis:
                 r, sid, start, glen, dirB, pat, E, done_g, expired, ip, pb, pn, em,
                 has_next, nxt,
             )  # fmt: skip
-        carry_parts = [r[np.repeat(simple & ~done_g, glen)]]
+        park = np.repeat(simple & ~done_g, glen)
+        carry_parts = []
         if hard_seg.any():
             carry_parts.append(self._replay(r[np.repeat(hard_seg, glen)], final, pb, pn, em))
+        if park.any():
+            prow = r[park]
+            self._compact(prow)
+            self.parked = np.concatenate([self.parked, prow])
+            self.pk_key = np.concatenate([self.pk_key, k[park]])
+            self.pk_E = np.concatenate([self.pk_E, np.repeat(El, glen)[park]])
+            self.pk_lb = np.concatenate([self.pk_lb, np.repeat(last_b, glen)[park]])
         self._aggregate(em)
-        carry = np.concatenate(carry_parts)
+        carry = np.concatenate(carry_parts) if carry_parts else np.zeros(0, ROW)
         carry = carry[np.argsort(carry["rid"], kind="stable")]
-        self.carry = self._compact(carry)
+        self._compact(carry)
+        self.carry = carry
+        # Keep the buffers that rows still point into (batch buffers go).
+        used = set(np.unique(self.parked["rbuf"]).tolist()) | set(
+            np.unique(carry["rbuf"]).tolist()
+        )
+        self.bufs = {b: v for b, v in self.bufs.items() if b in used}
+        keep = set(carry["rid"][carry["rbuf"] < 0].tolist())
+        keep |= set(self.parked["rid"][self.parked["rbuf"] < 0].tolist())
+        self.objs = {k: v for k, v in self.objs.items() if k in keep}
 
     def _collision_free(self, r: np.ndarray, gid: np.ndarray, bad: np.ndarray) -> bool:
         for g in bad.tolist():
@@ -369,31 +417,32 @@ class FastAnalysis:
                 return False
         return True
 
-    def _compact(self, carry: np.ndarray) -> np.ndarray:
-        """Copy carried rows' raw bytes into one buffer, so batch buffers can go."""
+    def _compact(self, rows: np.ndarray) -> None:
+        """Copy these rows' raw bytes into one new buffer (in place), so that batch
+        buffers can go. In chunks of one length: index arrays stay small."""
+        if not len(rows):
+            return
         self.nbuf += 1
         nb = self.nbuf
-        lens = np.where(carry["rbuf"] >= 0, carry["rlen"], 0).astype(np.int64)
+        inbuf = rows["rbuf"] >= 0
+        lens = np.where(inbuf, rows["rlen"], 0).astype(np.int64)
         out = np.empty(int(lens.sum()), np.uint8)
-        newoff = np.r_[0, np.cumsum(lens)[:-1]] if len(lens) else lens
-        for b in np.unique(carry["rbuf"]).tolist():
-            if b < 0:
-                continue
-            sel = np.flatnonzero(carry["rbuf"] == b)
+        newoff = np.zeros(len(rows), np.int64)
+        np.cumsum(lens[:-1], out=newoff[1:])
+        key = rows["rbuf"].astype(np.int64) * 65536 + lens
+        for kv in np.unique(key[inbuf]).tolist():
+            b, ln = divmod(kv, 65536)
+            sel = np.flatnonzero(key == kv)
             src = self.bufs[b]
-            ln = lens[sel]
-            rep = np.repeat(np.arange(len(sel)), ln)
-            within = np.arange(int(ln.sum())) - np.repeat(np.r_[0, np.cumsum(ln)[:-1]], ln)
-            out[np.repeat(newoff[sel], ln) + within] = src[
-                np.repeat(carry["roff"][sel].astype(np.int64), ln) + within
-            ]
-            del rep
-        carry["roff"] = np.where(carry["rbuf"] >= 0, newoff, 0)
-        carry["rbuf"] = np.where(carry["rbuf"] >= 0, nb, -1)
-        self.bufs = {nb: out}
-        keep = set(carry["rid"][carry["rbuf"] < 0].tolist())
-        self.objs = {k: v for k, v in self.objs.items() if k in keep}
-        return carry
+            span = np.arange(ln)
+            for c in range(0, len(sel), 32768):
+                part = sel[c : c + 32768]
+                out[newoff[part][:, None] + span] = src[
+                    rows["roff"][part].astype(np.int64)[:, None] + span
+                ]
+        rows["roff"] = np.where(inbuf, newoff, 0)
+        rows["rbuf"] = np.where(inbuf, nb, -1)
+        self.bufs[nb] = out
 
     def _raw(self, row: Any) -> bytes:
         b = int(row["rbuf"])
@@ -556,19 +605,25 @@ class FastAnalysis:
         # Responder TTL (all its non-RST packets share it) when it sent SYN-ACKs.
         sa_ttl = np.maximum.reduceat(np.where(is_sa, r["ttl"].astype(np.int64), -1), start)[g]
         rst_ttl = np.where(p == P_REJ, r["ttl"][li].astype(np.int64), -1)
+        # Evidence rows: the first SYN (the first row), the first SYN-ACK, the RST.
+        idx = np.arange(len(r))
+        ev_sa = np.minimum.reduceat(np.where(is_sa, idx, I64MAX), start)[g]
+        ev_sa = np.where(ev_sa == I64MAX, -1, ev_sa)
+        ev_rst = np.where((p == P_REJ) | (p == P_PROBE), li, -1)
         em.order.append(order)
         em.cols.append(
             {
                 "kind": kind, "srv": srv, "port": r["dport"][st].astype(np.int64), "cli": cli,
                 "first": t_first, "last": t_last, "iface": r["iface"][st].astype(np.int64),
                 "rsyn": n_sa > 0, "sttl": sa_ttl, "rttl": rst_ttl, "detail": detail,
-                "hard": np.full(len(g), -1, np.int64), "grow": st + 0, "glen": ln + 0,
+                "hard": np.full(len(g), -1, np.int64), "grow": st + 0, "ev_sa": ev_sa,
+                "ev_rst": ev_rst, "pat": p.astype(np.int64),
                 "_rows": np.full(len(g), len(self._rowsets), np.int64),
             }
         )  # fmt: skip
-        self._rowsets.append((r, dirB))
+        self._rowsets.append(r)
 
-    _rowsets: list[tuple[np.ndarray, np.ndarray]]
+    _rowsets: list[np.ndarray]
 
     def _addr_ids(self, hi: np.ndarray, lo: np.ndarray, ver: np.ndarray) -> np.ndarray:
         trip = np.stack([hi, lo, ver.astype(np.uint64)], axis=1)
@@ -599,26 +654,17 @@ class FastAnalysis:
             self.addr_strs.append(s)
         return a
 
-    def _simple_evidence(self, rs: int, g: int, n: int) -> list[Evidence]:
+    def _simple_evidence(self, rs: int, syn: int, sa: int, rst: int, pat: int) -> list[Evidence]:
         """A simple connection's evidence, as track.py's _finalize lists it."""
-        r, dirB = self._rowsets[rs]
-        firsts: dict[str, int] = {}
-        for i in range(g, g + n):
-            f = int(r["flags"][i]) & 0x17
-            b = bool(dirB[i])
-            note = None
-            if not b and f == SYN:
-                note = "SYN"
-            elif b and f == SYN | ACK:
-                note = "SYN-ACK"
-            elif f in (RST, RST | ACK):
-                note = "RST from responder" if b else "RST from originator"
-            if note and note not in firsts:
-                firsts[note] = i
-        rank = ("SYN", "SYN-ACK", "RST from originator", "RST from responder")
+        r = self._rowsets[rs]
+        picks = [(syn, "SYN")]
+        if sa >= 0:
+            picks.append((sa, "SYN-ACK"))
+        if rst >= 0:
+            picks.append((rst, "RST from responder" if pat == P_REJ else "RST from originator"))
         out = [
             Evidence(int(r["ts"][i]), self.names[int(r["iface"][i])], self._raw(r[i]), note)
-            for note, i in sorted(firsts.items(), key=lambda x: rank.index(x[0]))
+            for i, note in picks
         ]
         out.sort(key=lambda e: e.ts)
         return out
@@ -740,7 +786,8 @@ class FastAnalysis:
             "iface": np.zeros(n, np.int64), "rsyn": np.zeros(n, bool),
             "sttl": np.full(n, -1, np.int64), "rttl": np.full(n, -1, np.int64),
             "detail": np.full(n, -1, np.int64), "hard": np.arange(n) + len(self._hard),
-            "grow": np.zeros(n, np.int64), "glen": np.zeros(n, np.int64),
+            "grow": np.zeros(n, np.int64), "ev_sa": np.zeros(n, np.int64),
+            "ev_rst": np.zeros(n, np.int64), "pat": np.zeros(n, np.int64),
             "_rows": np.full(n, -1, np.int64),
         }  # fmt: skip
         for i, (c, now) in enumerate(zip(conns, nows, strict=True)):
@@ -799,7 +846,8 @@ class FastAnalysis:
     def _bulk(self, em: _Emitted, pis: np.ndarray, idx: np.ndarray) -> None:
         diag = self.diag
         names = ("kind", "srv", "port", "cli", "first", "last", "iface", "rsyn",
-                 "sttl", "rttl", "detail", "hard", "grow", "glen", "_rows")  # fmt: skip
+                 "sttl", "rttl", "detail", "hard", "grow", "ev_sa", "ev_rst", "pat",
+                 "_rows")  # fmt: skip
         real = [c for c in em.cols if "kind" in c]
         lens = [len(c["kind"]) if "kind" in c else 0 for c in em.cols]
         offs = np.r_[0, np.cumsum(lens)]
@@ -851,16 +899,57 @@ class FastAnalysis:
         grp_order = np.argsort(first, kind="stable")
         by = np.argsort(inv, kind="stable")
         bounds = np.r_[0, np.cumsum(np.bincount(inv, minlength=len(u)))]
+        # One-connection aggregates (a scan makes one per port): plain Python, no numpy.
+        one = np.flatnonzero(np.diff(bounds) == 1)
+        p1 = failed[by[bounds[one]]]
+        one_l = {k: col[k][p1].tolist() for k in ("kind", "srv", "port", "cli", "first", "last",
+                 "iface", "detail", "rttl", "hard", "_rows", "grow", "ev_sa", "ev_rst", "pat")}
+        slot = dict(zip(one.tolist(), range(len(one)), strict=True))
+        detail_name = {_UNANSWERED: "syns", "half-open": "synack_sent",
+                       "listen-overflow": "synack_sent"}  # fmt: skip
+        aggs = diag._aggs
         for gi in grp_order.tolist():
+            j = slot.get(gi)
+            if j is not None and one_l["hard"][j] < 0:
+                kname = KIND_NAMES[one_l["kind"][j]]
+                server = S[one_l["srv"][j]]
+                port = one_l["port"][j]
+                first = one_l["first"][j]
+                key = (kname, server, port)
+                agg = aggs.get(key)
+                if agg is None:
+                    agg = aggs[key] = _new_aggregate(kname, server, port, first)
+                agg.count += 1
+                if first < agg.first_ts:
+                    agg.first_ts = first
+                if one_l["last"][j] > agg.last_ts:
+                    agg.last_ts = one_l["last"][j]
+                cl = S[one_l["cli"][j]]
+                if cl in agg.clients or len(agg.clients) < MAX_CLIENTS:
+                    agg.clients[cl] += 1
+                if one_l["iface"][j]:
+                    agg.ifaces[self.names[one_l["iface"][j]]] += 1  # type: ignore[index]
+                agg.per_second[first // SEC] += 1
+                if kname == _RST_TO_SYN:
+                    agg.rst_ttls[one_l["rttl"][j]] += 1
+                elif kname in detail_name:
+                    agg.details[f"{detail_name[kname]}={one_l['detail'][j]}"] += 1
+                if not agg.evidence:
+                    ev = self._simple_evidence(one_l["_rows"][j], one_l["grow"][j],
+                                               one_l["ev_sa"][j], one_l["ev_rst"][j],
+                                               one_l["pat"][j])  # fmt: skip
+                    v = Verdict(kname, server, port, cl)
+                    agg.evidence = _pick_evidence(SimpleNamespace(evidence=ev), v)[:MAX_EVIDENCE]  # type: ignore[arg-type]
+                continue
             sel = failed[by[bounds[gi] : bounds[gi + 1]]]
             kname = KIND_NAMES[int(col["kind"][sel[0]])]
             server = S[int(col["srv"][sel[0]])]
             port = int(col["port"][sel[0]])
             key = (kname, server, port)
             fs = col["first"][sel]
-            agg = diag._aggs.get(key)
+            agg = aggs.get(key)
             if agg is None:
-                agg = diag._aggs[key] = _Aggregate(kname, server, port, first_ts=int(fs[0]))
+                agg = aggs[key] = _new_aggregate(kname, server, port, int(fs[0]))
             agg.count += len(sel)
             agg.first_ts = min(agg.first_ts, int(fs.min()))
             agg.last_ts = max(agg.last_ts, int(col["last"][sel].max()))
@@ -869,9 +958,7 @@ class FastAnalysis:
             ifs = ifs[ifs > 0]
             if len(ifs):
                 _count_in_order(agg.ifaces, ifs, self.names, cap=None)  # type: ignore[arg-type]
-            secs, sc_n = np.unique(fs // SEC, return_counts=True)
-            for s_, c_ in zip(secs.tolist(), sc_n.tolist(), strict=True):
-                agg.per_second[s_] += c_
+            _count_in_order(agg.per_second, fs // SEC, None, cap=None)
             hard = col["hard"][sel]
             simple_sel = sel[hard < 0]
             if (hard >= 0).any():
@@ -899,8 +986,10 @@ class FastAnalysis:
                         assert v is not None
                         agg.evidence = _pick_evidence(c, v)[:MAX_EVIDENCE]
                     else:
-                        ev = self._simple_evidence(int(col["_rows"][p]), int(col["grow"][p]),
-                                                   int(col["glen"][p]))  # fmt: skip
+                        ev = self._simple_evidence(
+                            int(col["_rows"][p]), int(col["grow"][p]), int(col["ev_sa"][p]),
+                            int(col["ev_rst"][p]), int(col["pat"][p]),
+                        )  # fmt: skip
                         conn = SimpleNamespace(evidence=ev)
                         v = Verdict(kname, server, port, S[int(col["cli"][p])])
                         agg.evidence = _pick_evidence(conn, v)[:MAX_EVIDENCE]  # type: ignore[arg-type]
@@ -918,15 +1007,35 @@ class FastAnalysis:
                 "listen-overflow": "synack_sent"}.get(kname)  # fmt: skip
         if name is None:
             return
-        vals = col["detail"][sel]
-        u, first, cnts = np.unique(vals, return_index=True, return_counts=True)
-        for j in np.argsort(first, kind="stable").tolist():
-            agg.details[f"{name}={int(u[j])}"] += int(cnts[j])
+        vals = Counter[int]()
+        _count_in_order(vals, col["detail"][sel], None, cap=None)
+        for v, c in vals.items():
+            agg.details[f"{name}={v}"] += c
+
+
+def _new_aggregate(kind: str, server: str, port: int, first_ts: int) -> _Aggregate:
+    """_Aggregate(kind, server, port, first_ts=first_ts), without the dataclass
+    __init__ and Counter.__init__ overhead (a scan creates one per port)."""
+    a = object.__new__(_Aggregate)
+    new = Counter.__new__
+    a.__dict__.update(
+        kind=kind, server=server, port=port, count=0, first_ts=first_ts, last_ts=0,
+        clients=new(Counter), ifaces=new(Counter), evidence=[], details=new(Counter),
+        per_second=new(Counter), rst_ttls=new(Counter),
+    )  # fmt: skip
+    return a
 
 
 def _count_in_order(counter: Any, ids: np.ndarray, strs: Any, cap: int | None) -> None:
     """Counter updates as one-by-one adds would make them (first-seen key order; with
     a cap, a key not yet counted is admitted only while there is room)."""
+    if len(ids) <= SMALL:
+        # A few values: one by one is cheaper than np.unique.
+        for i in ids.tolist():
+            key = strs[i] if strs is not None else i
+            if cap is None or key in counter or len(counter) < cap:
+                counter[key] += 1
+        return
     u, first, cnts = np.unique(ids, return_index=True, return_counts=True)
     for j in np.argsort(first, kind="stable").tolist():
         key = strs[int(u[j])] if strs is not None else int(u[j])
