@@ -531,7 +531,6 @@ class ConnectionTable:
                     if dl & 0x80000000:
                         dl -= 0x100000000
                     ok = dl > 0 or not length
-            upd_ack = False
             new_ack = ok and flags & ACK and ack != ep.ack_ok
             if new_ack:
                 # The ACK half of Process() (the peer is ESTABLISHED, not INACTIVE).
@@ -549,6 +548,7 @@ class ConnectionTable:
                     rel_ack = (ack - peer.start_seq) & MASK32
                     if rel_ack & 0x80000000:
                         rel_ack = 0  # ack_underflow: nothing updated
+                        upd_ack = False
                     else:
                         upd_ack = da > 0 and not (ack == 0 and da > _TOO_LARGE)
                 else:
@@ -561,11 +561,11 @@ class ConnectionTable:
                     ok = rel_ack <= peer.data_next
             if ok:
                 # update_history(), no SYN/FIN/RST: D/d with payload, else A/a for an ACK.
-                m = HIST_DATA_PKT if length else HIST_ACK_PKT if flags & ACK else 0
-                if m and c.hist_seen & _DADA != _DADA:
-                    if not ep.is_orig:
+                if c.hist_seen & _DADA != _DADA:
+                    m = HIST_DATA_PKT if length else HIST_ACK_PKT if flags & ACK else 0
+                    if m and not ep.is_orig:
                         m <<= 16
-                    if not c.hist_seen & m:
+                    if m and not c.hist_seen & m:
                         c.hist_seen |= m
                         c.history += _LETTER[m]
                 if ts > now:
