@@ -305,7 +305,8 @@ def synthesize(t: dict[str, bytes], out: str, scale: float, seed: int, span_s: f
     b.add("synack4", ts=ts[op] + r1[op], src=np.full(k, srv), dst=scan[op], sport=ports[op],
           dport=sp[op], seq=risn, ack=ack[op], ipid=np.zeros(k))  # fmt: skip
     b.add("probe_rst4", ts=ts[op] + 2 * r1[op], src=scan[op], dst=np.full(k, srv),
-          sport=sp[op], dport=ports[op], seq=ack[op], ack=np.zeros(k), ipid=np.zeros(k))  # fmt: skip
+          sport=sp[op], dport=ports[op], seq=ack[op], ack=np.zeros(k),
+          ipid=np.zeros(k))  # fmt: skip
     # IPv6 refused (the recorded client and server; distinct client ports).
     n = n_v6
     ts = t0 + np.sort(rng.integers(0, span, n))

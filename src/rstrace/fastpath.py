@@ -67,6 +67,19 @@ _M2 = np.uint64(0xBF58476D1CE4E5B9)
 P_S0, P_REJ, P_HALF, P_PROBE, P_SF = 1, 2, 3, 4, 5
 
 
+class _Cols(dict):  # type: ignore[type-arg]
+    """Contiguous copies of a structured array's fields, made on first use: ufuncs
+    over a strided field view of 90-byte rows are several times slower."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        super().__init__()
+        self.rows = rows
+
+    def __missing__(self, name: str) -> np.ndarray:
+        v = self[name] = np.ascontiguousarray(self.rows[name])
+        return v
+
+
 class _Fallback(Exception):
     """The fast path cannot vouch for identical results: use the reference."""
 
@@ -159,10 +172,9 @@ class FastAnalysis:
         self.pending: list[np.ndarray] = []
         self.npending = 0
         self.carry = np.zeros(0, ROW)  # rows of replayed connections still open
-        self.parked = np.zeros(0, ROW)  # rows of simple connections not yet expired
-        self.pk_key = np.zeros(0, np.uint64)  # their 4-tuple key, expiry, last batch
-        self.pk_E = np.zeros(0, np.int64)
-        self.pk_lb = np.zeros(0, np.int64)
+        # Rows of simple connections not yet expired, in chunks sorted by 4-tuple key:
+        # (rows, key, expiry of the connection, batch of its last packet).
+        self.pchunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.unmatched_done: set[int] = set()
         self.simple_conns = 0
         """Connections settled by the vectorized patterns (the rest were replayed)."""
@@ -267,30 +279,46 @@ class FastAnalysis:
         pn = np.array(self.pass_n, np.int64)
         newkey = _tuple_key(new)
         # Parked connections (simple, not yet expired) come back when their 4-tuple
-        # has new packets, when a batch end expired them, or at the end.
-        pk = self.parked
-        if len(pk):
-            back = np.isin(self.pk_key, newkey)
+        # has new packets, when a batch end expired them, or at the end. Chunks are
+        # sorted by key: a lookup per new key, no pass over every parked row.
+        back_rows = [self.carry]
+        back_keys = [_tuple_key(self.carry)]
+        uk = np.unique(newkey)
+        chunks = []
+        for rows_c, key_c, e_c, lb_c in self.pchunks:
             if final:
-                back[:] = True
+                back = np.ones(len(key_c), bool)
             else:
-                ip = np.maximum(np.searchsorted(pn, self.pk_E, "left"),
-                                np.searchsorted(pb, self.pk_lb, "left"))  # fmt: skip
-                back |= ip < len(pn)
-            rows = np.concatenate([self.carry, pk[back], new])
-            key = np.concatenate([_tuple_key(self.carry), self.pk_key[back], newkey])
-            stay = ~back
-            self.parked, self.pk_key = pk[stay], self.pk_key[stay]
-            self.pk_E, self.pk_lb = self.pk_E[stay], self.pk_lb[stay]
-        else:
-            rows = np.concatenate([self.carry, new])
-            key = np.concatenate([_tuple_key(self.carry), newkey])
+                lo = np.searchsorted(key_c, uk, "left")
+                hi = np.searchsorted(key_c, uk, "right")
+                m = hi > lo
+                d = np.bincount(lo[m], minlength=len(key_c) + 1) - np.bincount(
+                    hi[m], minlength=len(key_c) + 1
+                )
+                back = np.cumsum(d[:-1]) > 0
+                cand = np.flatnonzero(e_c <= (pn[-1] if len(pn) else -1))
+                if len(cand):
+                    ip = np.maximum(np.searchsorted(pn, e_c[cand], "left"),
+                                    np.searchsorted(pb, lb_c[cand], "left"))  # fmt: skip
+                    back[cand[ip < len(pn)]] = True
+            if back.any():
+                back_rows.append(rows_c[back])
+                back_keys.append(key_c[back])
+                stay = ~back
+                if stay.any():
+                    chunks.append((rows_c[stay], key_c[stay], e_c[stay], lb_c[stay]))
+            else:
+                chunks.append((rows_c, key_c, e_c, lb_c))
+        self.pchunks = chunks
+        rows = np.concatenate([*back_rows, new])
+        key = np.concatenate([*back_keys, newkey])
         del new, newkey
         if not len(rows):
             return
         # Group by 4-tuple (hash of both endpoints, order-free), rows in time order.
         order = np.argsort(key, kind="stable")
         r = rows[order]
+        c = _Cols(r)
         k = key[order]
         n = len(r)
         start = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
@@ -300,19 +328,19 @@ class FastAnalysis:
         f0 = start[gid]
         # Direction: from the group's first packet's sender (A) or not.
         fromA = (
-            (r["a_hi"] == r["a_hi"][f0]) & (r["a_lo"] == r["a_lo"][f0])
-            & (r["sport"] == r["sport"][f0])
+            (c["a_hi"] == c["a_hi"][f0]) & (c["a_lo"] == c["a_lo"][f0])
+            & (c["sport"] == c["sport"][f0])
         )  # fmt: skip
         toA = (
-            (r["b_hi"] == r["a_hi"][f0]) & (r["b_lo"] == r["a_lo"][f0])
-            & (r["dport"] == r["sport"][f0])
+            (c["b_hi"] == c["a_hi"][f0]) & (c["b_lo"] == c["a_lo"][f0])
+            & (c["dport"] == c["sport"][f0])
         )  # fmt: skip
         toB = (
-            (r["b_hi"] == r["b_hi"][f0]) & (r["b_lo"] == r["b_lo"][f0])
-            & (r["dport"] == r["dport"][f0])
+            (c["b_hi"] == c["b_hi"][f0]) & (c["b_lo"] == c["b_lo"][f0])
+            & (c["dport"] == c["dport"][f0])
         )  # fmt: skip
         same = (fromA & toB) | (toA & ~fromA)
-        same &= (r["ver"] == r["ver"][f0]) & (r["iface"] == r["iface"][f0])
+        same &= (c["ver"] == c["ver"][f0]) & (c["iface"] == c["iface"][f0])
         if not same.all():
             # A hash collision (or an iface change): verify exactly before trusting groups.
             bad = np.unique(gid[~same])
@@ -324,11 +352,11 @@ class FastAnalysis:
         # a simple pattern, or a SYN that IsReuse() (after a FIN/RST, another ISN).
         # Cuts are exact after simple segments; from the first other segment on,
         # the 4-tuple's rows are replayed through the reference tracker.
-        f = r["flags"] & 0x17
-        ts = r["ts"]
-        seq = r["seq"]
-        term = (r["kind"] == 0) & ((f & (RST | FIN)) != 0)
-        pure_syn = (r["kind"] == 0) & (f == SYN)
+        f = c["flags"] & 0x17
+        ts = c["ts"]
+        seq = c["seq"]
+        term = (c["kind"] == 0) & ((f & (RST | FIN)) != 0)
+        pure_syn = (c["kind"] == 0) & (f == SYN)
         cterm = np.cumsum(term) - term
         seg = np.zeros(n, bool)
         seg[gstart] = True
@@ -339,10 +367,10 @@ class FastAnalysis:
             sid = np.repeat(np.arange(len(start)), glen)
             f0 = start[sid]
             dirB = ~(
-                (r["a_hi"] == r["a_hi"][f0]) & (r["a_lo"] == r["a_lo"][f0])
-                & (r["sport"] == r["sport"][f0])
+                (c["a_hi"] == c["a_hi"][f0]) & (c["a_lo"] == c["a_lo"][f0])
+                & (c["sport"] == c["sport"][f0])
             )  # fmt: skip
-            simple, pat, E = self._patterns(r, sid, pos, start, glen, dirB)
+            simple, pat, E = self._patterns(c, sid, pos, start, glen, dirB)
             prevE = np.r_[I64MAX, E[:-1]]
             prevE[start] = I64MAX
             closed = (cterm - cterm[f0]) > 0
@@ -368,7 +396,7 @@ class FastAnalysis:
         nxt = np.minimum(nxt, n - 1)
         last_row = start + glen - 1
         El = E[last_row]
-        last_b = r["batch"][last_row].astype(np.int64)
+        last_b = c["batch"][last_row].astype(np.int64)
         # Is the connection gone at a batch end within what was read?
         ip = np.searchsorted(pn, El, "left")
         ip = np.maximum(ip, np.searchsorted(pb, last_b, "left"))
@@ -377,7 +405,7 @@ class FastAnalysis:
         em = _Emitted()
         if done_g.any():
             self._emit_simple(
-                r, sid, start, glen, dirB, pat, E, done_g, expired, ip, pb, pn, em,
+                c, sid, start, glen, dirB, pat, E, done_g, expired, ip, pb, pn, em,
                 has_next, nxt,
             )  # fmt: skip
         park = np.repeat(simple & ~done_g, glen)
@@ -387,22 +415,21 @@ class FastAnalysis:
         if park.any():
             prow = r[park]
             self._compact(prow)
-            self.parked = np.concatenate([self.parked, prow])
-            self.pk_key = np.concatenate([self.pk_key, k[park]])
-            self.pk_E = np.concatenate([self.pk_E, np.repeat(El, glen)[park]])
-            self.pk_lb = np.concatenate([self.pk_lb, np.repeat(last_b, glen)[park]])
+            self.pchunks.append(
+                (prow, k[park], np.repeat(El, glen)[park], np.repeat(last_b, glen)[park])
+            )
         self._aggregate(em)
         carry = np.concatenate(carry_parts) if carry_parts else np.zeros(0, ROW)
         carry = carry[np.argsort(carry["rid"], kind="stable")]
         self._compact(carry)
         self.carry = carry
         # Keep the buffers that rows still point into (batch buffers go).
-        used = set(np.unique(self.parked["rbuf"]).tolist()) | set(
-            np.unique(carry["rbuf"]).tolist()
-        )
-        self.bufs = {b: v for b, v in self.bufs.items() if b in used}
+        used = set(np.unique(carry["rbuf"]).tolist())
         keep = set(carry["rid"][carry["rbuf"] < 0].tolist())
-        keep |= set(self.parked["rid"][self.parked["rbuf"] < 0].tolist())
+        for rows_c, *_ in self.pchunks:
+            used |= set(np.unique(rows_c["rbuf"]).tolist())
+            keep |= set(rows_c["rid"][rows_c["rbuf"] < 0].tolist())
+        self.bufs = {b: v for b, v in self.bufs.items() if b in used}
         self.objs = {k: v for k, v in self.objs.items() if k in keep}
 
     def _collision_free(self, r: np.ndarray, gid: np.ndarray, bad: np.ndarray) -> bool:
@@ -455,7 +482,7 @@ class FastAnalysis:
 
     def _patterns(
         self,
-        r: np.ndarray,
+        r: _Cols,
         gid: np.ndarray,
         pos: np.ndarray,
         start: np.ndarray,
@@ -463,9 +490,11 @@ class FastAnalysis:
         dirB: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per group: simple?, pattern; per row: Zeek's expiry after that packet."""
-        f = r["flags"] & 0x17
-        ts = r["ts"]
-        seg = r["kind"] == 0
+        c = r  # the window's columns (_Cols); r: its rows
+        r = c.rows
+        f = c["flags"] & 0x17
+        ts = c["ts"]
+        seg = c["kind"] == 0
         dirA = ~dirB
         c_syn = seg & dirA & (f == SYN)
         c_sa = seg & dirB & (f == SYN | ACK)
@@ -515,7 +544,7 @@ class FastAnalysis:
 
     def _emit_simple(
         self,
-        r: np.ndarray,
+        r: _Cols,
         gid: np.ndarray,
         start: np.ndarray,
         glen: np.ndarray,
@@ -531,6 +560,8 @@ class FastAnalysis:
         has_next: np.ndarray,
         nxt: np.ndarray,
     ) -> None:
+        c = r  # the window's columns (_Cols); r: its rows
+        r = c.rows
         g = np.flatnonzero(done_g)
         self.simple_conns += len(g)
         st = start[g]
@@ -545,13 +576,13 @@ class FastAnalysis:
             h = H[act]
             if kpos:
                 pe = E[i - 1]
-                blo = r["batch"][i - 1].astype(np.int64)
-                bhi = r["batch"][i].astype(np.int64) - 1
+                blo = c["batch"][i - 1].astype(np.int64)
+                bhi = c["batch"][i].astype(np.int64) - 1
                 h = np.where(_pass_between(pb, pn, blo, bhi, h, pe), pe, h)
             H[act] = np.minimum(h, E[i])
         li = st + ln - 1
         El = E[li]
-        bl = r["batch"][li].astype(np.int64)
+        bl = c["batch"][li].astype(np.int64)
         H = np.where(_pass_between(pb, pn, bl, np.full(len(g), 1 << 62), H, El), El, H)
         exp = expired[g]
         ipg = np.minimum(ip[g], max(len(pb) - 1, 0))
@@ -560,27 +591,27 @@ class FastAnalysis:
         # packet arrives (phase 0, in the batch), unless a batch end expired it before.
         cut = has_next[g]
         cut_row = nxt[g]
-        cut_b = r["batch"][cut_row].astype(np.int64)
+        cut_b = c["batch"][cut_row].astype(np.int64)
         infeed = cut & ~(exp & (pass_b < cut_b))
         exp = exp & ~infeed
         ebatch = np.where(infeed, cut_b, np.where(exp, pass_b, 1 << 62))
         phase = np.where(infeed, 0, np.where(exp, 1, 3))
-        ekey = np.where(infeed, r["rid"][cut_row], np.where(exp, H, r["rid"][st]))
-        order = np.stack([ebatch, phase, ekey, r["rid"][st]])
+        ekey = np.where(infeed, c["rid"][cut_row], np.where(exp, H, c["rid"][st]))
+        order = np.stack([ebatch, phase, ekey, c["rid"][st]])
         # The clock the Diagnoser is given: the batch end, or the capture's end.
         now_flush = self.summary.last_ts if self.summary.last_ts is not None else 0
         ipc = np.minimum(np.searchsorted(pb, cut_b, "left"), max(len(pb) - 1, 0))
         now = np.where(infeed, pn[ipc] if len(pn) else 0, np.where(exp, pn[ipg] if len(pn) else 0,
                                                                    now_flush))  # fmt: skip
         # Facts for the rules.
-        f = r["flags"] & 0x17
+        f = c["flags"] & 0x17
         p = pat[g]
         n_syn = np.add.reduceat((~dirB & (f == SYN)).astype(np.int64), start)[g]
         is_sa = dirB & (f == SYN | ACK)
         n_sa = np.add.reduceat(is_sa.astype(np.int64), start)[g]
-        t_first = r["ts"][st]
-        t_last = r["ts"][li]
-        last_syn = np.maximum.reduceat(np.where(~dirB & (f == SYN), r["ts"], 0), start)[g]
+        t_first = c["ts"][st]
+        t_last = c["ts"][li]
+        last_syn = np.maximum.reduceat(np.where(~dirB & (f == SYN), c["ts"], 0), start)[g]
         kind = np.full(len(g), -1, np.int64)
         detail = np.full(len(g), -1, np.int64)  # syns / synack_sent value
         s0 = p == P_S0
@@ -594,17 +625,17 @@ class FastAnalysis:
         kind[lo] = KIND_IDS["listen-overflow"]
         detail[ho | lo] = n_sa[ho | lo]
         # Probe: the originator's RST carries no data (seq_bytes 0 both sides).
-        isn = r["seq"][st].astype(np.int64)
-        rseq = r["seq"][li].astype(np.int64)
+        isn = c["seq"][st].astype(np.int64)
+        rseq = c["seq"][li].astype(np.int64)
         d = (rseq - isn - 1) & 0xFFFFFFFF
         seqb = np.where(d < 0x80000000, d, 0)
         kind[(p == P_PROBE) & (n_sa == 1) & (seqb == 0)] = KIND_IDS[_PROBE]
         # The responder's address/port: the group's first packet's destination.
-        srv = self._addr_ids(r["b_hi"][st], r["b_lo"][st], r["ver"][st])
-        cli = self._addr_ids(r["a_hi"][st], r["a_lo"][st], r["ver"][st])
+        srv = self._addr_ids(c["b_hi"][st], c["b_lo"][st], c["ver"][st])
+        cli = self._addr_ids(c["a_hi"][st], c["a_lo"][st], c["ver"][st])
         # Responder TTL (all its non-RST packets share it) when it sent SYN-ACKs.
-        sa_ttl = np.maximum.reduceat(np.where(is_sa, r["ttl"].astype(np.int64), -1), start)[g]
-        rst_ttl = np.where(p == P_REJ, r["ttl"][li].astype(np.int64), -1)
+        sa_ttl = np.maximum.reduceat(np.where(is_sa, c["ttl"].astype(np.int64), -1), start)[g]
+        rst_ttl = np.where(p == P_REJ, c["ttl"][li].astype(np.int64), -1)
         # Evidence rows: the first SYN (the first row), the first SYN-ACK, the RST.
         idx = np.arange(len(r))
         ev_sa = np.minimum.reduceat(np.where(is_sa, idx, I64MAX), start)[g]
@@ -613,8 +644,8 @@ class FastAnalysis:
         em.order.append(order)
         em.cols.append(
             {
-                "kind": kind, "srv": srv, "port": r["dport"][st].astype(np.int64), "cli": cli,
-                "first": t_first, "last": t_last, "iface": r["iface"][st].astype(np.int64),
+                "kind": kind, "srv": srv, "port": c["dport"][st].astype(np.int64), "cli": cli,
+                "first": t_first, "last": t_last, "iface": c["iface"][st].astype(np.int64),
                 "rsyn": n_sa > 0, "sttl": sa_ttl, "rttl": rst_ttl, "detail": detail,
                 "hard": np.full(len(g), -1, np.int64), "grow": st + 0, "ev_sa": ev_sa,
                 "ev_rst": ev_rst, "pat": p.astype(np.int64),
@@ -626,22 +657,32 @@ class FastAnalysis:
     _rowsets: list[np.ndarray]
 
     def _addr_ids(self, hi: np.ndarray, lo: np.ndarray, ver: np.ndarray) -> np.ndarray:
-        trip = np.stack([hi, lo, ver.astype(np.uint64)], axis=1)
-        uniq, inv = np.unique(trip, axis=0, return_inverse=True)
-        ids = np.empty(len(uniq), np.int64)
-        for j, (h, lw, v) in enumerate(uniq.tolist()):
-            k = (h, lw, v)
-            a = self.addr_ids.get(k)
-            if a is None:
-                if v == 4:
-                    s = socket.inet_ntoa(lw.to_bytes(4, "big"))
-                else:
-                    raw = h.to_bytes(8, "big") + lw.to_bytes(8, "big")
-                    s = socket.inet_ntop(socket.AF_INET6, raw)
-                a = self.addr_ids[k] = len(self.addr_strs)
-                self.addr_strs.append(s)
-            ids[j] = a
-        return ids[inv.reshape(-1)]
+        """Interned address ids (self.addr_strs) for address columns."""
+        out = np.empty(len(lo), np.int64)
+        v4 = ver == 4
+        # IPv4 (most rows): unique over one uint64 column is fast.
+        u, inv = np.unique(lo[v4], return_inverse=True)
+        ids = np.array([self._intern_key((0, a, 4)) for a in u.tolist()], np.int64)
+        out[v4] = ids[inv.reshape(-1)] if len(u) else 0
+        if not v4.all():
+            v6 = ~v4
+            trip = np.stack([hi[v6], lo[v6]], axis=1)
+            u6, inv6 = np.unique(trip, axis=0, return_inverse=True)
+            ids6 = np.array([self._intern_key((h, lw, 6)) for h, lw in u6.tolist()], np.int64)
+            out[v6] = ids6[inv6.reshape(-1)]
+        return out
+
+    def _intern_key(self, k: tuple[int, int, int]) -> int:
+        a = self.addr_ids.get(k)
+        if a is None:
+            h, lw, v = k
+            if v == 4:
+                s = socket.inet_ntoa(lw.to_bytes(4, "big"))
+            else:
+                s = socket.inet_ntop(socket.AF_INET6, h.to_bytes(8, "big") + lw.to_bytes(8, "big"))
+            a = self.addr_ids[k] = len(self.addr_strs)
+            self.addr_strs.append(s)
+        return a
 
     def _intern(self, s: str, version: int) -> int:
         from rstrace.sources.columns import _text_halves
