@@ -14,12 +14,15 @@ from __future__ import annotations
 import random
 import socket
 import struct
+import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from rstrace.cli import main
+from rstrace.sources.capfile import CaptureReader
+from rstrace.track import ConnectionTable
 
 ROOT = Path(__file__).parent
 EXPECTED = ROOT / "data" / "expected"
@@ -264,3 +267,39 @@ def test_stress_capture_chunking_keeps_the_connections(stress_pcap: Path, batch:
     """Another batch size may evict in another order, but never changes a connection."""
     base = sorted(_zeek_json(stress_pcap).splitlines())
     assert sorted(_zeek_json(stress_pcap, "--batch-size", str(batch)).splitlines()) == base
+
+
+# -- the fast lane against the reference logic, field by field ---------------------------
+
+
+def _connections(path: Path, *, lane: bool, batch: int = 4096) -> list[object]:
+    """Every Connection (Zeek fields, Side facts, evidence) in the order they come out."""
+    reader = CaptureReader([str(path)], mode="all", batch_size=batch)
+    table = ConnectionTable()
+    out: list[object] = []
+    for b in reader.batches():
+        # list(b) decodes every frame into a Segment: the plain per-packet logic.
+        out += table.feed(b if lane else list(b))
+    out += table.flush()
+    return out
+
+
+@pytest.mark.parametrize("batch", [4096, 5])
+def test_fast_lane_changes_no_connection_field(stress_pcap: Path, batch: int) -> None:
+    ref = _connections(stress_pcap, lane=False, batch=batch)
+    assert _connections(stress_pcap, lane=True, batch=batch) == ref
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=_name)
+def test_fast_lane_changes_no_connection_field_on_captures(path: Path) -> None:
+    assert _connections(path, lane=True) == _connections(path, lane=False)
+
+
+def test_reader_thread_stops_when_the_consumer_stops_early(stress_pcap: Path) -> None:
+    before = {t.ident for t in threading.enumerate()}
+    reader = CaptureReader([str(stress_pcap)], mode="all", batch_size=16)
+    it = reader.batches()
+    next(it)
+    it.close()  # what a consumer leaving the loop (break, exception) does
+    left = [t for t in threading.enumerate() if t.ident not in before]
+    assert left == []
