@@ -297,7 +297,7 @@ def test_fast_lane_changes_no_connection_field_on_captures(path: Path) -> None:
 
 def test_reader_thread_stops_when_the_consumer_stops_early(stress_pcap: Path) -> None:
     before = {t.ident for t in threading.enumerate()}
-    reader = CaptureReader([str(stress_pcap)], mode="all", batch_size=16)
+    reader = CaptureReader([str(stress_pcap)], mode="control", batch_size=16)  # threaded
     it = reader.batches()
     next(it)
     it.close()  # what a consumer leaving the loop (break, exception) does

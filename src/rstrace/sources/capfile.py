@@ -199,7 +199,15 @@ class CaptureReader:
         stats = self.summary.stats
         stats.linktypes.add(linktype)
         done = 0
-        reader = _Prefetch(handle, self.batch_size)
+        # A reader thread pays off only where the filter drops most packets: there
+        # next_batch runs BPF with the GIL released. When every TCP packet passes,
+        # its time goes into building the batch under the GIL, and a thread only
+        # adds contention (bench/README.md, 2026-11-23 evening) and memory.
+        reader: _Prefetch | _Direct
+        if self.mode == "control":
+            reader = _Prefetch(handle, self.batch_size)
+        else:
+            reader = _Direct(handle, self.batch_size)
         try:
             while True:
                 got = reader.get()
@@ -349,11 +357,12 @@ class CaptureReader:
 class _Prefetch:
     """next_batch() in a background thread, a few batches ahead.
 
-    pcapy releases the GIL while libpcap reads and filters, so reading the next
-    batches overlaps the Python work on this one. The queue is bounded (memory stays
-    a few batches); a read error is handed over in order, as the item it replaces,
-    and ends the thread. close() stops it early (the consumer left): the thread
-    finishes the read it is in, sees the stop flag and exits; nothing is left behind.
+    pcapy releases the GIL while libpcap reads and filters, so with a selective
+    filter reading the next batches overlaps the Python work on this one. The queue
+    is bounded (memory stays a few batches); a read error is handed over in order,
+    as the item it replaces, and ends the thread. close() stops it early (the
+    consumer left): the thread finishes the read it is in, sees the stop flag and
+    exits; nothing is left behind.
     """
 
     DEPTH = 3
@@ -397,6 +406,24 @@ class _Prefetch:
                 self._q.get_nowait()
             except queue.Empty:
                 self._thread.join(0.01)
+
+
+class _Direct:
+    """next_batch() in this thread, with _Prefetch's interface."""
+
+    def __init__(self, handle: Any, batch_size: int) -> None:
+        self._handle = handle
+        self._batch_size = batch_size
+
+    def get(self) -> tuple[bytes, bytes] | pcapy.PcapError:
+        try:
+            got: tuple[bytes, bytes] = self._handle.next_batch(self._batch_size)
+        except pcapy.PcapError as e:
+            return e
+        return got
+
+    def close(self) -> None:
+        pass
 
 
 def _holds_no_packets(path: str) -> bool:
