@@ -3,6 +3,7 @@
     python3 bench/analyze_bench.py                # bench/out/big.pcap (build it first)
     python3 bench/analyze_bench.py --quick        # bench/out/quick.pcap, ~50 MB, ~1 minute
     python3 bench/analyze_bench.py --capture F    # any Ethernet pcap
+    python3 bench/analyze_bench.py --control      # also bench/out/control.pcap (control packets)
 
 Absolute times are noise on a shared machine; only ratios measured in the same run count.
 Runs are paired A B A B ...: A is rstrace, B is tcpdump with a BPF filter passing the same
@@ -13,6 +14,9 @@ Paths:
   findings   rstrace analyze --json FILE >/dev/null          target <= 1.7x, RSS < 150 MB
   zeek-json  rstrace analyze --format zeek-json FILE >/dev/null   target <= 5x
   tshark     tshark -q -z conv,tcp -r FILE (reference only, one or two runs)
+  control    rstrace analyze --json CONTROL >/dev/null, B = the same tcpdump filter on
+             a capture dominated by control packets (bench/make_control_capture.py:
+             >= 2.5 M packets, >= 1 M 4-tuples)       target <= 5x, RSS < 150 MB
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from pcapstats import PcapStats  # noqa: E402
 TCPDUMP_FILTER = (
     "(tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0) or (ip6 and ip6[6] == 6 and ip6[53] & 7 != 0)"
 )
-TARGETS = {"findings": (1.7, 150.0), "zeek-json": (5.0, None)}
+TARGETS = {"findings": (1.7, 150.0), "zeek-json": (5.0, None), "control": (5.0, 150.0)}
 
 
 @dataclass
@@ -193,6 +197,12 @@ def main() -> int:
     )
     ap.add_argument("--json-out", help="write the results as JSON here")
     ap.add_argument(
+        "--control",
+        action="store_true",
+        help="also bench the findings path on the control-dominated capture",
+    )
+    ap.add_argument("--control-capture", help="default bench/out/control.pcap")
+    ap.add_argument(
         "--env",
         action="append",
         default=[],
@@ -257,6 +267,22 @@ def main() -> int:
         print("zeek-json path (A = rstrace analyze --format zeek-json, B = tcpdump):", flush=True)
         zcmd = [*rs, "analyze", "--format", "zeek-json", cap]
         results.append(paired("zeek-json", zcmd, tcpdump, a.pairs))
+    ctl_stats: PcapStats | None = None
+    if a.control:
+        ctl = a.control_capture or str(BENCH / "out" / "control.pcap")
+        if not os.path.exists(ctl):
+            raise SystemExit(f"{ctl} does not exist: build it with "
+                             "python3 bench/make_control_capture.py")  # fmt: skip
+        ctl_stats = PcapStats(**json.loads(subprocess.run(
+            [sys.executable, str(BENCH / "pcapstats.py"), "--json", ctl],
+            check=True, capture_output=True, text=True,
+        ).stdout))  # fmt: skip
+        print(ctl_stats.summary(), flush=True)
+        warm_page_cache(ctl)
+        run_child([*rs, "analyze", "--json", ctl])  # warm-up, not measured
+        print("control path (A = rstrace analyze --json, B = tcpdump filter):", flush=True)
+        ctl_dump = ["tcpdump", "-n", "-r", ctl, "-w", "/dev/null", TCPDUMP_FILTER]
+        results.append(paired("control", [*rs, "analyze", "--json", ctl], ctl_dump, a.pairs))
     tshark: PathResult | None = None
     if "tshark" not in a.skip and tshark_runs > 0 and shutil.which("tshark"):
         tshark = PathResult("tshark conv,tcp", ["tshark", "-q", "-z", "conv,tcp", "-r", cap])
@@ -307,6 +333,12 @@ def main() -> int:
         f"SYN/FIN/RST {st.control_share * 100:.1f} % ({st.control} packets), "
         f"IPv6 {st.ipv6_share * 100:.1f} %"
     )
+    if ctl_stats is not None:
+        print(
+            f"control capture {ctl_stats.path}: {ctl_stats.bytes / 1e6:.0f} MB, "
+            f"{ctl_stats.packets} packets, {ctl_stats.tuples} TCP 4-tuples, SYN/FIN/RST "
+            f"{ctl_stats.control_share * 100:.1f} %"
+        )
     print(f"B = {' '.join(tcpdump[:-1])} '<filter>' (peak RSS {tcpdump_rss:.0f} MB)")
     load = os.getloadavg()[0]
     env = f", env {' '.join(a.env)}" if a.env else ""
@@ -322,6 +354,7 @@ def main() -> int:
         "load_avg_after": os.getloadavg(),
         "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "capture": st.as_dict(),
+        "control_capture": ctl_stats.as_dict() if ctl_stats is not None else None,
         "pairs": a.pairs,
         "results": [r.as_dict() for r in results],
         "rstrace_output": extra,

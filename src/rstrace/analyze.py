@@ -53,13 +53,20 @@ def analyze_files(
         and not verify_checksums
         and os.environ.get("RSTRACE_REFERENCE") != "1"
     ):
-        # The vectorized path (numpy, imported only here); None: it cannot vouch
-        # for identical results on this input, so the reference runs.
-        from rstrace.fastpath import analyze_fast
+        # The vectorized path. A child process starts reading first, so that the
+        # numpy import (only on this path) overlaps it. None from analyze_fast: it
+        # cannot vouch for identical results on this input, so the reference runs.
+        from rstrace.sources import prefetch
 
-        fast = analyze_fast(paths, batch_size=batch_size)
-        if fast is not None:
-            return _result(paths, *fast)
+        files = prefetch.prepare(paths)
+        if files is not None:
+            read_bs = batch_size * max(1, 65536 // batch_size)
+            pre = prefetch.Prefetch(files, read_bs)
+            from rstrace.fastpath import analyze_fast
+
+            fast = analyze_fast(paths, batch_size=batch_size, prefetch=(files, pre))
+            if fast is not None:
+                return _result(paths, *fast)
     reader = CaptureReader(paths, mode=mode, batch_size=batch_size,
                            verify_checksums=verify_checksums)  # fmt: skip
     table = ConnectionTable(verify_checksums=verify_checksums)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import socket
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -49,9 +50,9 @@ from rstrace.diagnose import (
     control_span,
 )
 from rstrace.model import Connection, Evidence, Segment, Unreachable
-from rstrace.sources.bpf import control_filter
-from rstrace.sources.capfile import CaptureError, CaptureReader, ReadSummary, _holds_no_packets
+from rstrace.sources.capfile import ReadSummary, _holds_no_packets
 from rstrace.sources.columns import ROW, decode_batch
+from rstrace.sources.prefetch import FileEntry, Prefetch, PrefetchError, prepare
 from rstrace.track import ConnectionTable
 
 SEC = 1_000_000
@@ -182,41 +183,21 @@ class FastAnalysis:
 
     # -- reading ----------------------------------------------------------------
 
-    def run(self) -> None:
-        if "-" in self.paths:
-            raise _Fallback  # stdin cannot be read twice
-        reader = CaptureReader(self.paths)
-        opened = [reader._open(p) for p in self.paths]
-        if any(o.stream is not None for o in opened):
-            for o in opened:
-                if o.stream is not None:
-                    o.stream.close()
-            raise _Fallback  # gzip: the stream reader's business
-        opened.sort(key=lambda o: o.first_ts)
-        from rstrace.sources.capfile import _pcapng_interfaces
-
+    def run(self, files: list[FileEntry], prefetch: Prefetch | None) -> None:
         gbatch = 0
-        for item in opened:
-            iface = None
-            if item.kind == "pcapng":
-                idbs = _pcapng_interfaces(item.path)
-                if len(idbs) != 1:
-                    raise _Fallback
-                iface = idbs[0].name
-            gbatch = self._read_file(item, iface, gbatch, reader)
+        for entry in files:
+            if prefetch is not None:
+                batches = prefetch.file_batches()
+            else:
+                batches = _local_batches(entry, self.read_bs)
+            gbatch = self._read_file(entry, gbatch, batches)
         self._window(final=True)
 
-    def _read_file(self, item: Any, iface: str | None, gbatch: int, reader: CaptureReader) -> int:
-        try:
-            handle = pcapy.open_offline(item.path)
-        except pcapy.PcapError as e:
-            raise CaptureError(f"{item.display}: {e}") from None
-        lt = handle.datalink()
-        reader._check_linktype(lt, item.display)
-        try:
-            handle.setfilter(control_filter(lt))
-        except pcapy.PcapError:
-            raise _Fallback from None
+    def _read_file(
+        self, item: FileEntry, gbatch: int, batches: Iterator[tuple[bytes, bytes]]
+    ) -> int:
+        lt = item.linktype
+        iface = item.iface
         stats = self.summary.stats
         stats.linktypes.add(lt)
         if iface not in self.names:
@@ -225,8 +206,8 @@ class FastAnalysis:
         done = 0
         while True:
             try:
-                pkts, meta = handle.next_batch(self.read_bs)
-            except pcapy.PcapError:
+                pkts, meta = next(batches, (b"", b""))
+            except (PrefetchError, pcapy.PcapError):
                 raise _Fallback from None  # truncated file: the reference salvages
             if not meta:
                 if done == 0 and _holds_no_packets(item.path):
@@ -1102,27 +1083,50 @@ def _pass_between(
     return ok & (pn[jj] < e)
 
 
+def _local_batches(entry: FileEntry, read_bs: int) -> Iterator[tuple[bytes, bytes]]:
+    handle = pcapy.open_offline(entry.path)
+    handle.setfilter(entry.filter)
+    while True:
+        pkts, meta = handle.next_batch(read_bs)
+        if not meta:
+            return
+        yield pkts, meta
+
+
 def analyze_fast(
     paths: list[str],
     batch_size: int = 4096,
     window_rows: int = 262144,
     read_batch: int | None = None,
     counts: dict[str, int] | None = None,
+    prefetch: tuple[list[FileEntry], Prefetch] | None = None,
 ) -> tuple[Diagnoser, ReadSummary] | None:
     """Run the vectorized findings path; None when the reference must run instead.
 
     batch_size: the reference reader's batch (results depend on its batch ends);
     window_rows: rows held before 4-tuples are settled (memory bound);
     read_batch: packets per libpcap call (rounded to a multiple of batch_size);
-    counts: filled with connections settled vectorized / replayed, and rows read.
+    counts: filled with connections settled vectorized / replayed, and rows read;
+    prefetch: files and the child reading them (prefetch.py), started by the caller
+    before numpy was imported; without it the files are read here.
     """
     fa = FastAnalysis(paths, batch_size, window_rows, read_batch)
     fa._rowsets = []
     fa._hard = []
     try:
-        fa.run()
+        if prefetch is not None:
+            files, pre = prefetch
+        else:
+            maybe = prepare(paths)
+            if maybe is None:
+                return None
+            files, pre = maybe, None
+        fa.run(files, pre)
     except _Fallback:
         return None
+    finally:
+        if prefetch is not None:
+            prefetch[1].close()
     if counts is not None:
         counts.update(simple=fa.simple_conns, replayed=fa.replayed_conns, rows=fa.rid)
     return fa.diag, fa.summary
