@@ -65,7 +65,9 @@ _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 
 # Simple patterns.
-P_S0, P_REJ, P_HALF, P_PROBE, P_SF = 1, 2, 3, 4, 5
+P_S0, P_REJ, P_HALF, P_PROBE, P_SF, P_RSTB = 1, 2, 3, 4, 5, 6
+# Kinds whose details are several facts (built per connection, from P_RSTB).
+_MULTI = ("injected", "stale", "abort")
 
 
 class _Cols(dict):  # type: ignore[type-arg]
@@ -177,6 +179,9 @@ class FastAnalysis:
         # (rows, key, expiry of the connection, batch of its last packet).
         self.pchunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.unmatched_done: set[int] = set()
+        self._rowsets: list[np.ndarray] = []  # this window's rows, for evidence
+        self._hard: list[tuple[Connection, Verdict | None]] = []  # replayed, this window
+        self._dlists: list[tuple[str, ...]] = []  # details of multi-fact verdicts
         self.simple_conns = 0
         """Connections settled by the vectorized patterns (the rest were replayed)."""
         self.replayed_conns = 0
@@ -508,6 +513,8 @@ class FastAnalysis:
         sf = ok & (n_sa > 0) & (n_rsta == 0) & (n_rstb == 0) & (n_fina == 1) & (n_finb == 1)
         sf &= c_fin[last] & c_fin[two] & (glen >= 4)
         pat[sf] = P_SF
+        # SYN, SYN-ACKs, then the responder resets (after the handshake).
+        pat[ok & nofin & (n_sa > 0) & (n_rsta == 0) & (n_rstb == 1) & c_rstb[last]] = P_RSTB
         # Expiry after each packet (track.py _expiry for these states).
         seen_sa = np.maximum.accumulate(np.where(c_sa, np.arange(len(r)), -1))
         sa_before = seen_sa >= start[gid]  # a SYN-ACK at or before this row
@@ -611,6 +618,47 @@ class FastAnalysis:
         d = (rseq - isn - 1) & 0xFFFFFFFF
         seqb = np.where(d < 0x80000000, d, 0)
         kind[(p == P_PROBE) & (n_sa == 1) & (seqb == 0)] = KIND_IDS[_PROBE]
+        # Responder RST after its SYN-ACK: injected (TTL unlike its SYN-ACKs), else
+        # half-open (SYN-ACK re-sent), else stale (no ACK bit) or abort.
+        rb = p == P_RSTB
+        rttl_l = c["ttl"][li].astype(np.int64)
+        sa_ttl0 = np.maximum.reduceat(np.where(is_sa, c["ttl"].astype(np.int64), -1), start)[g]
+        inj = rb & (rttl_l != sa_ttl0)
+        ho2 = rb & ~inj & (n_sa > 1)
+        kind[ho2] = KIND_IDS["half-open"]
+        detail[ho2] = n_sa[ho2]
+        rest = rb & ~inj & ~ho2
+        stale = rest & ((c["flags"][li] & ACK) == 0)
+        abort = rest & ~stale
+        dlist = np.full(len(g), -1, np.int64)
+        for name, m in (("injected", inj), ("stale", stale), ("abort", abort)):
+            if name not in KIND_IDS:
+                KIND_IDS[name] = len(KIND_NAMES)
+                KIND_NAMES.append(name)
+            kind[m] = KIND_IDS[name]
+        multi = np.flatnonzero(inj | stale | abort)
+        if len(multi):
+            sa_first = np.minimum.reduceat(
+                np.where(is_sa, np.arange(len(r)), I64MAX), start
+            )[g]  # fmt: skip
+            for i in multi.tolist():
+                lr = int(li[i])
+                if inj[i]:
+                    df = bool(c["df"][lr])
+                    det = ("claimed_sender=responder", f"rst_ttl={int(rttl_l[i])}",
+                           f"peer_ttls={int(sa_ttl0[i])}", f"rst_ip_id={int(c['ipid'][lr])}",
+                           f"rst_df={df}", "sender_kept_talking=False")  # fmt: skip
+                elif stale[i]:
+                    det = ("reset_by=responder", "handshake_seen=True")
+                else:
+                    risn = int(c["seq"][int(sa_first[i])])
+                    d1 = (int(c["seq"][lr]) - risn - 1) & 0xFFFFFFFF
+                    d2 = (int(c["ack"][lr]) - int(isn[i]) - 1) & 0xFFFFFFFF
+                    det = ("reset_by=responder", "after_close=False",
+                           f"bytes_by_resetter={d1 if d1 < 0x80000000 else 0}",
+                           f"bytes_by_peer={d2 if d2 < 0x80000000 else 0}")  # fmt: skip
+                dlist[i] = len(self._dlists)
+                self._dlists.append(det)
         # The responder's address/port: the group's first packet's destination.
         srv = self._addr_ids(c["b_hi"][st], c["b_lo"][st], c["ver"][st])
         cli = self._addr_ids(c["a_hi"][st], c["a_lo"][st], c["ver"][st])
@@ -621,7 +669,7 @@ class FastAnalysis:
         idx = np.arange(len(r))
         ev_sa = np.minimum.reduceat(np.where(is_sa, idx, I64MAX), start)[g]
         ev_sa = np.where(ev_sa == I64MAX, -1, ev_sa)
-        ev_rst = np.where((p == P_REJ) | (p == P_PROBE), li, -1)
+        ev_rst = np.where((p == P_REJ) | (p == P_PROBE) | (p == P_RSTB), li, -1)
         em.order.append(order)
         em.cols.append(
             {
@@ -630,12 +678,11 @@ class FastAnalysis:
                 "rsyn": n_sa > 0, "sttl": sa_ttl, "rttl": rst_ttl, "detail": detail,
                 "hard": np.full(len(g), -1, np.int64), "grow": st + 0, "ev_sa": ev_sa,
                 "ev_rst": ev_rst, "pat": p.astype(np.int64),
-                "_rows": np.full(len(g), len(self._rowsets), np.int64),
+                "_rows": np.full(len(g), len(self._rowsets), np.int64), "dlist": dlist,
             }
         )  # fmt: skip
         self._rowsets.append(r)
 
-    _rowsets: list[np.ndarray]
 
     def _addr_ids(self, hi: np.ndarray, lo: np.ndarray, ver: np.ndarray) -> np.ndarray:
         """Interned address ids (self.addr_strs) for address columns."""
@@ -683,7 +730,8 @@ class FastAnalysis:
         if sa >= 0:
             picks.append((sa, "SYN-ACK"))
         if rst >= 0:
-            picks.append((rst, "RST from responder" if pat == P_REJ else "RST from originator"))
+            who = "responder" if pat in (P_REJ, P_RSTB) else "originator"
+            picks.append((rst, f"RST from {who}"))
         out = [
             Evidence(int(r["ts"][i]), self.names[int(r["iface"][i])], self._raw(r[i]), note)
             for i, note in picks
@@ -810,7 +858,7 @@ class FastAnalysis:
             "detail": np.full(n, -1, np.int64), "hard": np.arange(n) + len(self._hard),
             "grow": np.zeros(n, np.int64), "ev_sa": np.zeros(n, np.int64),
             "ev_rst": np.zeros(n, np.int64), "pat": np.zeros(n, np.int64),
-            "_rows": np.full(n, -1, np.int64),
+            "_rows": np.full(n, -1, np.int64), "dlist": np.full(n, -1, np.int64),
         }  # fmt: skip
         for i, (c, now) in enumerate(zip(conns, nows, strict=True)):
             v = classify(c, now)
@@ -834,7 +882,6 @@ class FastAnalysis:
         em.order.append(np.array(order, np.int64).T.reshape(4, -1))
         em.cols.append(cols)
 
-    _hard: list[tuple[Connection, Verdict | None]]
 
     # -- the Diagnoser, in bulk ----------------------------------------------------------
 
@@ -863,13 +910,14 @@ class FastAnalysis:
 
     def _hard_keep_clear(self) -> None:
         self._hard = []
+        self._dlists = []
         self._rowsets = []
 
     def _bulk(self, em: _Emitted, pis: np.ndarray, idx: np.ndarray) -> None:
         diag = self.diag
         names = ("kind", "srv", "port", "cli", "first", "last", "iface", "rsyn",
                  "sttl", "rttl", "detail", "hard", "grow", "ev_sa", "ev_rst", "pat",
-                 "_rows")  # fmt: skip
+                 "_rows", "dlist")  # fmt: skip
         real = [c for c in em.cols if "kind" in c]
         lens = [len(c["kind"]) if "kind" in c else 0 for c in em.cols]
         offs = np.r_[0, np.cumsum(lens)]
@@ -925,7 +973,8 @@ class FastAnalysis:
         one = np.flatnonzero(np.diff(bounds) == 1)
         p1 = failed[by[bounds[one]]]
         one_l = {k: col[k][p1].tolist() for k in ("kind", "srv", "port", "cli", "first", "last",
-                 "iface", "detail", "rttl", "hard", "_rows", "grow", "ev_sa", "ev_rst", "pat")}
+                 "iface", "detail", "rttl", "hard", "_rows", "grow", "ev_sa", "ev_rst", "pat",
+                 "dlist")}
         slot = dict(zip(one.tolist(), range(len(one)), strict=True))
         detail_name = {_UNANSWERED: "syns", "half-open": "synack_sent",
                        "listen-overflow": "synack_sent"}  # fmt: skip
@@ -956,11 +1005,14 @@ class FastAnalysis:
                     agg.rst_ttls[one_l["rttl"][j]] += 1
                 elif kname in detail_name:
                     agg.details[f"{detail_name[kname]}={one_l['detail'][j]}"] += 1
+                elif one_l["dlist"][j] >= 0:
+                    for dk in self._dlists[one_l["dlist"][j]]:
+                        agg.details[dk] += 1
                 if not agg.evidence:
                     ev = self._simple_evidence(one_l["_rows"][j], one_l["grow"][j],
                                                one_l["ev_sa"][j], one_l["ev_rst"][j],
                                                one_l["pat"][j])  # fmt: skip
-                    v = Verdict(kname, server, port, cl)
+                    v = _simple_verdict(kname, server, port, cl)
                     agg.evidence = _pick_evidence(SimpleNamespace(evidence=ev), v)[:MAX_EVIDENCE]  # type: ignore[arg-type]
                 continue
             sel = failed[by[bounds[gi] : bounds[gi + 1]]]
@@ -983,7 +1035,7 @@ class FastAnalysis:
             _count_in_order(agg.per_second, fs // SEC, None, cap=None)
             hard = col["hard"][sel]
             simple_sel = sel[hard < 0]
-            if (hard >= 0).any():
+            if (hard >= 0).any() or kname in _MULTI:
                 # Replayed connections: details in their own order, one by one.
                 for p in sel.tolist():
                     hi = int(col["hard"][p])
@@ -997,7 +1049,12 @@ class FastAnalysis:
                         if v.kind == _RST_TO_SYN:
                             agg.rst_ttls[c.resp.rst_ttl] += 1
                     else:
-                        self._simple_details(agg, kname, col, np.array([p]))
+                        dl = int(col["dlist"][p])
+                        if dl >= 0:
+                            for dk in self._dlists[dl]:
+                                agg.details[dk] += 1
+                        else:
+                            self._simple_details(agg, kname, col, np.array([p]))
             elif len(simple_sel):
                 self._simple_details(agg, kname, col, simple_sel)
             if not agg.evidence:
@@ -1013,7 +1070,7 @@ class FastAnalysis:
                             int(col["ev_rst"][p]), int(col["pat"][p]),
                         )  # fmt: skip
                         conn = SimpleNamespace(evidence=ev)
-                        v = Verdict(kname, server, port, S[int(col["cli"][p])])
+                        v = _simple_verdict(kname, server, port, S[int(col["cli"][p])])
                         agg.evidence = _pick_evidence(conn, v)[:MAX_EVIDENCE]  # type: ignore[arg-type]
                     if agg.evidence:
                         break
@@ -1033,6 +1090,16 @@ class FastAnalysis:
         _count_in_order(vals, col["detail"][sel], None, cap=None)
         for v, c in vals.items():
             agg.details[f"{name}={v}"] += c
+
+
+def _simple_verdict(kind: str, server: str, port: int, client: str) -> Verdict:
+    """Enough of a Verdict for _pick_evidence: simple resets are the responder's."""
+    details: dict[str, object] = {}
+    if kind in ("stale", "abort"):
+        details["reset_by"] = "responder"
+    elif kind == "injected":
+        details["claimed_sender"] = "responder"
+    return Verdict(kind, server, port, client, details)
 
 
 def _new_aggregate(kind: str, server: str, port: int, first_ts: int) -> _Aggregate:
@@ -1111,8 +1178,6 @@ def analyze_fast(
     before numpy was imported; without it the files are read here.
     """
     fa = FastAnalysis(paths, batch_size, window_rows, read_batch)
-    fa._rowsets = []
-    fa._hard = []
     try:
         if prefetch is not None:
             files, pre = prefetch
