@@ -46,6 +46,8 @@ def analyze_files(
     "all" (every TCP packet, for the connection log) or "none" (no prefilter).
     on_connection: called with every connection as it finishes, and its failure verdict
     (None for a connection that did not fail).
+    mode "control" without on_connection takes the vectorized path (fastpath.py), which
+    gives the same result; RSTRACE_REFERENCE=1 in the environment forces this one.
     """
     if (
         mode == "control"

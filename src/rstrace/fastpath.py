@@ -19,6 +19,14 @@ Design (why it gives identical results):
   expired at a batch end, so windows and batch sizes do not change results.
 Anything outside these assumptions (captures not in time order, files libpcap
 cannot read, read errors) returns None: the caller runs the reference pipeline.
+
+Not vectorized (replayed through track.py per packet, or read by the reference):
+4-tuples with ICMP unreachables, odd flag combinations (SYN+FIN, FIN without ACK,
+data/ACK-only packets that pass the prefilter: VLAN, IPv6 extension headers),
+retransmitted SYNs with a new ISN inside one connection, TTL changes within a
+side, connections starting with a SYN-ACK or a bare RST, FIN+RST closes, more
+than 16 packets in one connection; gzip / stdin / multi-interface pcapng
+captures and truncated files (the reference pipeline runs whole).
 """
 
 from __future__ import annotations
@@ -683,7 +691,6 @@ class FastAnalysis:
         )  # fmt: skip
         self._rowsets.append(r)
 
-
     def _addr_ids(self, hi: np.ndarray, lo: np.ndarray, ver: np.ndarray) -> np.ndarray:
         """Interned address ids (self.addr_strs) for address columns."""
         out = np.empty(len(lo), np.int64)
@@ -882,7 +889,6 @@ class FastAnalysis:
         em.order.append(np.array(order, np.int64).T.reshape(4, -1))
         em.cols.append(cols)
 
-
     # -- the Diagnoser, in bulk ----------------------------------------------------------
 
     def _aggregate(self, em: _Emitted) -> None:
@@ -972,9 +978,27 @@ class FastAnalysis:
         # One-connection aggregates (a scan makes one per port): plain Python, no numpy.
         one = np.flatnonzero(np.diff(bounds) == 1)
         p1 = failed[by[bounds[one]]]
-        one_l = {k: col[k][p1].tolist() for k in ("kind", "srv", "port", "cli", "first", "last",
-                 "iface", "detail", "rttl", "hard", "_rows", "grow", "ev_sa", "ev_rst", "pat",
-                 "dlist")}
+        one_l = {
+            k: col[k][p1].tolist()
+            for k in (
+                "kind",
+                "srv",
+                "port",
+                "cli",
+                "first",
+                "last",
+                "iface",
+                "detail",
+                "rttl",
+                "hard",
+                "_rows",
+                "grow",
+                "ev_sa",
+                "ev_rst",
+                "pat",
+                "dlist",
+            )
+        }
         slot = dict(zip(one.tolist(), range(len(one)), strict=True))
         detail_name = {_UNANSWERED: "syns", "half-open": "synack_sent",
                        "listen-overflow": "synack_sent"}  # fmt: skip
