@@ -62,8 +62,8 @@ def analyze_files(
 
         files = prefetch.prepare(paths)
         if files is not None:
-            read_bs = batch_size * max(1, 65536 // batch_size)
-            pre = prefetch.Prefetch(files, read_bs)
+            # Small batches: the parent decodes and settles while the child reads on.
+            pre = prefetch.Prefetch(files, batch_size * max(1, 4096 // batch_size))
             from rstrace.fastpath import analyze_fast
 
             fast = analyze_fast(paths, batch_size=batch_size, prefetch=(files, pre))

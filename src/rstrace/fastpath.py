@@ -68,6 +68,8 @@ I64MAX = np.iinfo(np.int64).max
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 MAX_SIMPLE_LEN = 16
 SMALL = 48  # below this many values, Python loops beat numpy's per-call overhead
+MAX_WINDOW_ROWS = 262144
+MAX_CHUNKS = 8  # parked chunks before they are merged (each window adds one)
 MAX_CUT_ROUNDS = 16  # connections found per 4-tuple and window; more: replayed whole
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -240,9 +242,16 @@ class FastAnalysis:
                 self.pending.append(rows)
                 self.npending += len(rows)
             done += n
-            if self.npending >= self.window_rows:
+            if self.npending >= self._window_target():
                 self._window(final=False)
         return gbatch + (done + self.ref_bs - 1) // self.ref_bs
+
+    def _window_target(self) -> int:
+        """Rows to gather before a window: small windows settle connections while the
+        reader goes on; with much state carried (floods) larger windows cost less, as
+        every window looks up the parked 4-tuples."""
+        held = len(self.carry) + sum(len(ch[1]) for ch in self.pchunks)
+        return max(self.window_rows, min(held, MAX_WINDOW_ROWS))
 
     def _note(self, rows: np.ndarray, iface: str | None) -> None:
         ts = rows["ts"]
@@ -303,6 +312,13 @@ class FastAnalysis:
                     chunks.append((rows_c[stay], key_c[stay], e_c[stay], lb_c[stay]))
             else:
                 chunks.append((rows_c, key_c, e_c, lb_c))
+        if len(chunks) > MAX_CHUNKS:
+            # Keys are in one chunk each: a stable sort by key keeps each 4-tuple's rows
+            # in time order.
+            key_a = np.concatenate([ch[1] for ch in chunks])
+            o = np.argsort(key_a, kind="stable")
+            merged = [np.concatenate([ch[i] for ch in chunks])[o] for i in range(4)]
+            chunks = [(merged[0], merged[1], merged[2], merged[3])]
         self.pchunks = chunks
         rows = np.concatenate([*back_rows, new])
         key = np.concatenate([*back_keys, newkey])
@@ -1187,7 +1203,7 @@ def _local_batches(entry: FileEntry, read_bs: int) -> Iterator[tuple[bytes, byte
 def analyze_fast(
     paths: list[str],
     batch_size: int = 4096,
-    window_rows: int = 262144,
+    window_rows: int = 16384,
     read_batch: int | None = None,
     counts: dict[str, int] | None = None,
     prefetch: tuple[list[FileEntry], Prefetch] | None = None,
