@@ -219,6 +219,9 @@ def test_synthetic_identical(
         "listen-overflow", "firewall-reject",
     }  # fmt: skip
     assert _fast([path], bs=bs, window=window, read=read) == ref
+    if bs == 4096 and read is None:
+        # The default path: a child process reads, small windows settle meanwhile.
+        assert result_dict(analyze_files([path])) == ref
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -252,3 +255,36 @@ def test_unordered_capture_falls_back(tmp_path: Path) -> None:
     path = tmp_path / "u.pcap"
     path.write_bytes(pcapgen.pcap([(t, pcapgen.ethernet(p)) for t, p in pk], linktype=1))
     assert fastpath.analyze_fast([str(path)]) is None
+
+
+def test_truncated_capture_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpcap fails on a record cut short: the reference salvages, with its warning."""
+    data = pcapgen.pcap(synthetic(300, seed=3), linktype=1)
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(data[: len(data) - 30])
+    ref = _reference([str(path)], monkeypatch)
+    assert ref["warnings"]
+    assert result_dict(analyze_files([str(path)])) == ref
+    assert fastpath.analyze_fast([str(path)]) is None
+
+
+def test_reader_child_is_reaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from rstrace.sources import prefetch
+
+    pids: list[int] = []
+    init = prefetch.Prefetch.__init__
+
+    def spy(self: prefetch.Prefetch, *a: Any) -> None:
+        init(self, *a)
+        assert self.pid is not None
+        pids.append(self.pid)
+
+    monkeypatch.setattr(prefetch.Prefetch, "__init__", spy)
+    path = tmp_path / "s.pcap"
+    path.write_bytes(pcapgen.pcap(synthetic(50, seed=5), linktype=1))
+    analyze_files([str(path)])
+    assert len(pids) == 1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pids[0], os.WNOHANG)  # reaped: no zombie left behind
