@@ -68,8 +68,9 @@ I64MAX = np.iinfo(np.int64).max
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 MAX_SIMPLE_LEN = 16
 SMALL = 48  # below this many values, Python loops beat numpy's per-call overhead
-MAX_WINDOW_ROWS = 262144
+MAX_WINDOW_ROWS = 131072
 MAX_CHUNKS = 8  # parked chunks before they are merged (each window adds one)
+FLUSH_SLICE = 131072  # parked rows flushed at a time at the end
 MAX_CUT_ROUNDS = 16  # connections found per 4-tuple and window; more: replayed whole
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -289,21 +290,19 @@ class FastAnalysis:
         uk = np.unique(newkey)
         chunks = []
         for rows_c, key_c, e_c, lb_c in self.pchunks:
-            if final:
-                back = np.ones(len(key_c), bool)
-            else:
-                lo = np.searchsorted(key_c, uk, "left")
-                hi = np.searchsorted(key_c, uk, "right")
-                m = hi > lo
-                d = np.bincount(lo[m], minlength=len(key_c) + 1) - np.bincount(
-                    hi[m], minlength=len(key_c) + 1
-                )
-                back = np.cumsum(d[:-1]) > 0
-                cand = np.flatnonzero(e_c <= (pn[-1] if len(pn) else -1))
-                if len(cand):
-                    ip = np.maximum(np.searchsorted(pn, e_c[cand], "left"),
-                                    np.searchsorted(pb, lb_c[cand], "left"))  # fmt: skip
-                    back[cand[ip < len(pn)]] = True
+            # Touched by new packets, or expired at a batch end.
+            lo = np.searchsorted(key_c, uk, "left")
+            hi = np.searchsorted(key_c, uk, "right")
+            m = hi > lo
+            d = np.bincount(lo[m], minlength=len(key_c) + 1) - np.bincount(
+                hi[m], minlength=len(key_c) + 1
+            )
+            back = np.cumsum(d[:-1]) > 0
+            cand = np.flatnonzero(e_c <= (pn[-1] if len(pn) else -1))
+            if len(cand):
+                ip = np.maximum(np.searchsorted(pn, e_c[cand], "left"),
+                                np.searchsorted(pb, lb_c[cand], "left"))  # fmt: skip
+                back[cand[ip < len(pn)]] = True
             if back.any():
                 back_rows.append(rows_c[back])
                 back_keys.append(key_c[back])
@@ -322,9 +321,48 @@ class FastAnalysis:
         self.pchunks = chunks
         rows = np.concatenate([*back_rows, new])
         key = np.concatenate([*back_keys, newkey])
-        del new, newkey
-        if not len(rows):
-            return
+        del new, newkey, back_rows, back_keys
+        em = _Emitted()
+        carry_parts = self._settle(rows, key, final, pb, pn, em) if len(rows) else []
+        del rows, key
+        if final:
+            # The parked connections nothing touched: flushed, in slices (at 4-tuple
+            # boundaries) to bound memory; one _aggregate keeps the emission order.
+            chunks, self.pchunks = self.pchunks, []
+            for rows_c, key_c, _, _ in chunks:
+                i = 0
+                while i < len(key_c):
+                    j = min(i + FLUSH_SLICE, len(key_c))
+                    while j < len(key_c) and key_c[j] == key_c[j - 1]:
+                        j += 1
+                    self._settle(rows_c[i:j], key_c[i:j], True, pb, pn, em)
+                    i = j
+            del chunks
+        self._aggregate(em)
+        carry = np.concatenate(carry_parts) if carry_parts else np.zeros(0, ROW)
+        carry = carry[np.argsort(carry["rid"], kind="stable")]
+        self._compact(carry)
+        self.carry = carry
+        # Keep the buffers that rows still point into (batch buffers go).
+        used = set(np.unique(carry["rbuf"]).tolist())
+        keep = set(carry["rid"][carry["rbuf"] < 0].tolist())
+        for rows_c, *_ in self.pchunks:
+            used |= set(np.unique(rows_c["rbuf"]).tolist())
+            keep |= set(rows_c["rid"][rows_c["rbuf"] < 0].tolist())
+        self.bufs = {b: v for b, v in self.bufs.items() if b in used}
+        self.objs = {k: v for k, v in self.objs.items() if k in keep}
+
+    def _settle(
+        self,
+        rows: np.ndarray,
+        key: np.ndarray,
+        final: bool,
+        pb: np.ndarray,
+        pn: np.ndarray,
+        em: _Emitted,
+    ) -> list[np.ndarray]:
+        """Group rows into connections: emit the finished ones into em, park the
+        simple ones still open; returns the rows of replayed connections still open."""
         # Group by 4-tuple (hash of both endpoints, order-free), rows in time order.
         order = np.argsort(key, kind="stable")
         r = rows[order]
@@ -412,7 +450,6 @@ class FastAnalysis:
         ip = np.maximum(ip, np.searchsorted(pb, last_b, "left"))
         expired = ip < len(pn)
         done_g = simple & (has_next | expired | final)
-        em = _Emitted()
         if done_g.any():
             self._emit_simple(
                 c, sid, start, glen, dirB, pat, E, done_g, expired, ip, pb, pn, em,
@@ -428,19 +465,7 @@ class FastAnalysis:
             self.pchunks.append(
                 (prow, k[park], np.repeat(El, glen)[park], np.repeat(last_b, glen)[park])
             )
-        self._aggregate(em)
-        carry = np.concatenate(carry_parts) if carry_parts else np.zeros(0, ROW)
-        carry = carry[np.argsort(carry["rid"], kind="stable")]
-        self._compact(carry)
-        self.carry = carry
-        # Keep the buffers that rows still point into (batch buffers go).
-        used = set(np.unique(carry["rbuf"]).tolist())
-        keep = set(carry["rid"][carry["rbuf"] < 0].tolist())
-        for rows_c, *_ in self.pchunks:
-            used |= set(np.unique(rows_c["rbuf"]).tolist())
-            keep |= set(rows_c["rid"][rows_c["rbuf"] < 0].tolist())
-        self.bufs = {b: v for b, v in self.bufs.items() if b in used}
-        self.objs = {k: v for k, v in self.objs.items() if k in keep}
+        return carry_parts
 
     def _collision_free(self, r: np.ndarray, gid: np.ndarray, bad: np.ndarray) -> bool:
         for g in bad.tolist():
