@@ -12,7 +12,10 @@ Two readers, one output:
 from __future__ import annotations
 
 import gzip
+import heapq
+import os
 import queue
+import stat
 import struct
 import sys
 import threading
@@ -32,7 +35,10 @@ from rstrace.sources.blockreader import (
 )
 from rstrace.sources.bpf import all_tcp_filter, control_filter
 from rstrace.sources.decode import (
+    DLT_NULL,
+    DLT_RAW,
     LINK_NAMES,
+    LINKTYPE_RAW,
     SUPPORTED_LINKTYPES,
     DecodeStats,
     FrameBatch,
@@ -96,14 +102,33 @@ class CaptureReader:
 
     def batches(self) -> Iterator[list[Record]]:
         opened = [self._open(p) for p in self.paths]
-        # Rotated files are one capture: read them in the order of their first packet.
         opened.sort(key=lambda o: o.first_ts)
-        for item in opened:
-            try:
-                yield from self._read_one(item)
-            finally:
-                if item.stream is not None and item.stream is not sys.stdin.buffer:
-                    item.stream.close()
+        if len(opened) == 1:
+            yield from self._file_batches(opened[0])
+            return
+        # Several files are one capture: rotated files follow each other, files
+        # recorded at once on different interfaces interleave. Merge by time so the
+        # tracker's clock never runs backwards.
+        merged = heapq.merge(*(self._file_records(o) for o in opened), key=_ts)
+        batch: list[Record] = []
+        for rec in merged:
+            batch.append(rec)
+            if len(batch) >= self.batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _file_batches(self, item: _Opened) -> Iterator[list[Record]]:
+        try:
+            yield from self._read_one(item)
+        finally:
+            if item.stream is not None and item.stream is not sys.stdin.buffer:
+                item.stream.close()
+
+    def _file_records(self, item: _Opened) -> Iterator[Record]:
+        for batch in self._file_batches(item):
+            yield from batch
 
     # -- opening ---------------------------------------------------------------
 
@@ -137,7 +162,8 @@ class CaptureReader:
             kind = "pcap"
         else:
             raise CaptureError(f"{display}: not a pcap or pcapng capture")
-        if path == "-":
+        if path == "-" or not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            # A pipe (stdin, /dev/stdin, <(...)) can be read once only: stream it.
             return _Opened(path, display, stream, head, kind, 0)
         stream.close()
         return _Opened(path, display, None, b"", kind, _first_ts_of_file(path))
@@ -158,11 +184,16 @@ class CaptureReader:
         yield from self._read_stream(item)
 
     def _bpf(self, linktype: int) -> pcapy.BPFProgram | None:
-        if self.mode == "none":
+        """The prefilter for our own reader (compiled without a file: pcap_open_dead)."""
+        if self.mode == "none" or linktype == DLT_NULL:
+            # NULL's family field is in the writer's byte order; a program compiled
+            # without the file cannot know it (libpcap swaps it when it reads a file).
             return None
         text = control_filter(linktype) if self.mode == "control" else all_tcp_filter(linktype)
         try:
-            return pcapy.compile(linktype, 262144, text, 1, 0)
+            # pcapng/pcap store LINKTYPE_RAW (101); libpcap compiles for DLT_RAW.
+            return pcapy.compile(DLT_RAW if linktype == LINKTYPE_RAW else linktype,
+                                 262144, text, 1, 0)  # fmt: skip
         except pcapy.PcapError:
             return None
 
@@ -196,6 +227,7 @@ class CaptureReader:
                 handle.setfilter(filt)
             except pcapy.PcapError:
                 self.summary.prefiltered = False
+                filt = None
         stats = self.summary.stats
         stats.linktypes.add(linktype)
         done = 0
@@ -280,11 +312,8 @@ class CaptureReader:
         )
 
     def _filter_text(self, linktype: int) -> str | None:
+        """The prefilter for libpcap's own handle (set with setfilter)."""
         if self.mode == "none":
-            return None
-        prog = self._bpf(linktype)
-        if prog is None:
-            self.summary.prefiltered = False
             return None
         return control_filter(linktype) if self.mode == "control" else all_tcp_filter(linktype)
 
@@ -350,6 +379,11 @@ class CaptureReader:
             )
         if out:
             yield out
+        if reader.interfaces and not any(
+            i.linktype in SUPPORTED_LINKTYPES for i in reader.interfaces
+        ):
+            lts = ", ".join(sorted({str(i.linktype) for i in reader.interfaces}))
+            raise CaptureError(f"{item.display}: unsupported link type {lts}")
         if seen == 0 and not self.summary.warnings:
             self.summary.empty_files.append(item.display)
 
@@ -424,6 +458,10 @@ class _Direct:
 
     def close(self) -> None:
         pass
+
+
+def _ts(rec: Record) -> int:
+    return rec.ts
 
 
 def _holds_no_packets(path: str) -> bool:
