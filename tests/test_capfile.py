@@ -302,3 +302,15 @@ def test_own_reader_prefilter_per_link_type(tmp_path: Path, link: str) -> None:
         # NULL is not prefiltered by our reader (byte order unknown): the data packet too.
         assert len(zipped) == 6 + (link == "null")
         assert r.summary.prefiltered == (link != "null")
+
+
+def test_fragmentation_needed_is_not_an_unreachable(tmp_path: Path) -> None:
+    """ICMP 3/4 is path MTU discovery, not a refused or unreachable connection."""
+    import struct
+
+    data = g.ipv4_tcp("192.0.2.1", "198.51.100.2", 40000, 443, 77, 1, 0x18, payload=b"x" * 1400)
+    icmp = bytes([3, 4, 0, 0, 0, 0, 5, 0xDC]) + data[:28]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0,
+                     bytes([198, 51, 100, 1]), bytes([192, 0, 2, 1])) + icmp  # fmt: skip
+    recs, r = _read([_write(tmp_path, "pmtu.pcap", g.pcap([(1, g.ethernet(ip))], 1))], mode="none")
+    assert recs == [] and r.summary.stats.unreachable == 0

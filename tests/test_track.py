@@ -392,12 +392,17 @@ def test_memory_stays_bounded() -> None:
 # --- ICMP ------------------------------------------------------------------------
 
 
-def unreach(t: float, qsrc: tuple[str, int], qdst: tuple[str, int]) -> Unreachable:
+def unreach(t: float, qsrc: tuple[str, int], qdst: tuple[str, int], seq: int = 100) -> Unreachable:
     return Unreachable(
         ts=T0 + round(t * SEC), iface=None, version=4, src="192.0.2.1", dst=qsrc[0],
         icmp_type=3, icmp_code=13, ttl=250, quoted_src=qsrc[0], quoted_dst=qdst[0],
-        quoted_sport=qsrc[1], quoted_dport=qdst[1], quoted_seq=100, raw=b"\x45" + bytes(55),
+        quoted_sport=qsrc[1], quoted_dport=qdst[1], quoted_seq=seq, raw=b"\x45" + bytes(55),
     )  # fmt: skip
+
+
+def test_unreachable_quoting_later_data_is_not_the_attempts_failure() -> None:
+    c = one([*handshake(), unreach(0.5, CLI, SRV, seq=5000)])
+    assert c.unreachable is None
 
 
 def test_unreachable_attached_or_kept_apart() -> None:

@@ -1188,7 +1188,12 @@ class ConnectionTable:
             and c.resp.addr == dst
             and c.resp.port == dp
         ):
-            if c.unreachable is None:
+            # Only an error about the SYN ends an attempt; one quoting later data
+            # (a route lost mid-connection) is not a failed connect.
+            syn_seq = c.orig.syn_seq0
+            if c.unreachable is None and (
+                u.quoted_seq is None or syn_seq is None or u.quoted_seq == syn_seq
+            ):
                 c.unreachable = u
             return
         self.unmatched_unreachable.append(u)

@@ -353,7 +353,8 @@ def _decode_ipv4(
             pkt, ihl, total - ihl, 4, socket.inet_ntoa(s), socket.inet_ntoa(d),
             ttl, ip_id, bool(frag & 0x4000), ts, iface, stats,
         )  # fmt: skip
-    if proto == 1 and len(pkt) >= ihl + 8 and pkt[ihl] == 3:
+    # Type 3 code 4 is "fragmentation needed" (path MTU discovery): not a failure.
+    if proto == 1 and len(pkt) >= ihl + 8 and pkt[ihl] == 3 and pkt[ihl + 1] != 4:
         return _decode_icmp_unreach(pkt, ihl, 4, s, d, ttl, ts, iface, stats)
     stats.other += 1
     return None
