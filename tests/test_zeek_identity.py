@@ -303,3 +303,24 @@ def test_reader_thread_stops_when_the_consumer_stops_early(stress_pcap: Path) ->
     it.close()  # what a consumer leaving the loop (break, exception) does
     left = [t for t in threading.enumerate() if t.ident not in before]
     assert left == []
+
+
+def test_fast_line_formatting_equals_json_dumps_of_the_fields() -> None:
+    """zeek_line() spells the JSON out by hand for speed; it must equal json.dumps."""
+    import json as _json
+
+    from rstrace.render.zeek import conn_dict, zeek_line
+    from rstrace.sources.decode import DecodeStats, decode_frame
+    from rstrace.track import ConnectionTable
+    from tests import pcapgen as g
+
+    packets = g.refused_exchange(4, n=2) + g.refused_exchange(6, n=2, t0=1_700_000_001_000_000)
+    lone_syn = g.ipv4_tcp("192.0.2.1", "192.0.2.2", 1, 2, 3, 0, 0x02)  # duration 0
+    packets.append((1_700_000_002_000_000, lone_syn))
+    table = ConnectionTable()
+    conns = table.feed([decode_frame(101, p, t, None, DecodeStats()) for t, p in packets])
+    conns += table.flush()
+    assert any(c.duration == 0 for c in conns) and any(c.duration for c in conns)
+    for c in conns:
+        assert zeek_line(c) == _json.dumps(conn_dict(c), separators=(",", ":"))
+        assert ("duration" in conn_dict(c)) == bool(c.duration)

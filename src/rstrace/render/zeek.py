@@ -8,8 +8,12 @@ from rstrace.model import Connection
 
 
 def conn_dict(c: Connection) -> dict[str, object]:
-    """Zeek's conn.log fields, in Zeek's order (see Conn::Info in main.zeek)."""
-    return {
+    """Zeek's conn.log fields, in Zeek's order (see Conn::Info in main.zeek).
+
+    Like Zeek's set_conn(), duration, orig_bytes and resp_bytes are left out when
+    the duration is 0 (a lone SYN, a SYN answered in the same microsecond).
+    """
+    d: dict[str, object] = {
         "ts": round(c.ts / 1e6, 6),
         "uid": c.uid,
         "id.orig_h": c.orig_h,
@@ -28,6 +32,10 @@ def conn_dict(c: Connection) -> dict[str, object]:
         "resp_pkts": c.resp_pkts,
         "resp_ip_bytes": c.resp_ip_bytes,
     }
+    if not c.duration:
+        for k in ("duration", "orig_bytes", "resp_bytes"):
+            del d[k]
+    return d
 
 
 # json.dumps(conn_dict(c), separators=(",", ":")) spelled out: the same bytes (floats
@@ -39,10 +47,17 @@ _LINE = (
     '"missed_bytes":0,"history":%s,"orig_pkts":%d,"orig_ip_bytes":%d,"resp_pkts":%d,'
     '"resp_ip_bytes":%d}'
 )
+_LINE_NO_DURATION = _LINE.replace('"duration":%r,"orig_bytes":%d,"resp_bytes":%d,', "")
 _STR = json.encoder.encode_basestring_ascii  # what json.dumps uses (ensure_ascii)
 
 
 def zeek_line(c: Connection) -> str:
+    if not c.duration:
+        return _LINE_NO_DURATION % (
+            round(c.ts / 1e6, 6), _STR(c.uid), _STR(c.orig_h), c.orig_p, _STR(c.resp_h),
+            c.resp_p, _STR(c.conn_state), _STR(c.history), c.orig_pkts, c.orig_ip_bytes,
+            c.resp_pkts, c.resp_ip_bytes,
+        )  # fmt: skip
     return _LINE % (
         round(c.ts / 1e6, 6),
         _STR(c.uid),
