@@ -154,3 +154,24 @@ def test_a_kind_over_many_ports_of_one_server_is_one_finding(tmp_path: Path) -> 
     assert f["kind"] == "refused" and f["server"] == "127.0.0.1"
     assert f["ports"] == list(range(2000, 2025)) and f["count"] == 25
     assert len(f["clients"]) == 5
+
+
+def test_health_check_probes_are_not_failures(tmp_path: Path) -> None:
+    """SYN, SYN-ACK, client RST (a load balancer's check): no finding, no failure."""
+    pkts = []
+    for i in range(5):
+        t = 1_700_000_000_000_000 + i * 1_000_000
+        sport, isn, sisn = 50000 + i, 1000 + i, 9000 + i
+        pkts += [
+            (t, g.ipv4_tcp("192.0.2.1", "192.0.2.2", sport, 8080, isn, 0, 0x02)),
+            (t + 50, g.ipv4_tcp("192.0.2.2", "192.0.2.1", 8080, sport, sisn, isn + 1, 0x12)),
+            (t + 90, g.ipv4_tcp("192.0.2.1", "192.0.2.2", sport, 8080, isn + 1, 0, 0x04)),
+        ]
+    path = tmp_path / "hc.pcap"
+    path.write_bytes(g.pcap([(t, g.ethernet(p)) for t, p in pkts], 1))
+    p = rstrace("analyze", "--exit-code", str(path))
+    assert p.returncode == 0
+    text = p.stdout.decode().replace("\n", " ")
+    assert "5 TCP connections, 0 failed" in text and "No failed connections" in text
+    table = rstrace("analyze", "--connections", str(path)).stdout.decode().splitlines()
+    assert len(table) == 1  # the header only

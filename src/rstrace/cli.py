@@ -103,7 +103,7 @@ def analyze(
     """
     from rstrace.analyze import analyze_files
     from rstrace.diagnose import Verdict
-    from rstrace.model import Connection
+    from rstrace.model import KINDS, Connection
     from rstrace.sources.capfile import CaptureError
 
     if as_json:
@@ -140,7 +140,8 @@ def analyze(
         if connections:
             from rstrace.render.text import render_connections
 
-            render_connections([(c, res.final_kind(v)) for c, v in failed_conns], out)
+            kinds = [(c, res.final_kind(v)) for c, v in failed_conns]
+            render_connections([(c, k) for c, k in kinds if k in KINDS], out)
         else:
             from rstrace.render.text import render_text
 

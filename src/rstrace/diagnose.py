@@ -292,6 +292,8 @@ class Diagnoser:
             else:
                 settled[key] = agg
         out = list(settled.values()) + list(scans.values())
+        # Failed = what ended up in a finding: a probe of no scanner is not a failure.
+        self.failed = sum(a.count for a in out)
         return _merge_spreads(out)
 
     def _take_scanners(
