@@ -236,7 +236,7 @@ def test_simple_packet_block_takes_the_previous_timestamp(tmp_path: Path) -> Non
 
     pkts = [(0, t, g.ethernet(p)) for t, p in g.refused_exchange(4, n=1)]
     data = g.pcapng([(1, "a"), (1, "b")], pkts)
-    frame = pkts[0][2]
+    frame = g.ethernet(g.ipv4_tcp("192.0.2.1", "192.0.2.2", 1, 2, 3, 0, 0x02))
     body = struct.pack("<I", len(frame)) + frame + b"\0" * (-len(frame) % 4)
     data += struct.pack("<II", 3, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
     recs, r = _read([_write(tmp_path, "spb.pcapng", data)])
@@ -314,3 +314,19 @@ def test_fragmentation_needed_is_not_an_unreachable(tmp_path: Path) -> None:
                      bytes([198, 51, 100, 1]), bytes([192, 0, 2, 1])) + icmp  # fmt: skip
     recs, r = _read([_write(tmp_path, "pmtu.pcap", g.pcap([(1, g.ethernet(ip))], 1))], mode="none")
     assert recs == [] and r.summary.stats.unreachable == 0
+
+
+def test_copies_of_a_packet_on_several_interfaces_are_dropped(tmp_path: Path) -> None:
+    """`tcpdump -i any` on a bridge: one SYN-ACK seen on veth and on the bridge."""
+    syn = g.ipv4_tcp("192.0.2.1", "192.0.2.2", 40000, 80, 5, 0, 0x02)
+    synack = g.ipv4_tcp("192.0.2.2", "192.0.2.1", 80, 40000, 9, 6, 0x12)
+    again = g.ipv4_tcp("192.0.2.2", "192.0.2.1", 80, 40000, 9, 6, 0x12, ttl=63)  # routed copy
+    later = synack  # a real retransmission, a second later
+    frames = [(0, syn), (10, syn), (20, synack), (25, synack), (30, again),
+              (1_000_020, later)]  # fmt: skip
+    for link in ("sll", "sll2"):
+        data = g.pcap([(1_700_000_000_000_000 + t, g.wrap(link, p)) for t, p in frames],
+                      g.LINKTYPE[link])  # fmt: skip
+        recs, r = _read([_write(tmp_path, f"{link}.pcap", data)], mode="none")
+        assert [x.flags for x in recs] == [0x02, 0x12, 0x12]
+        assert r.summary.stats.copies == 3

@@ -113,8 +113,9 @@ SEEDS = [raw for p in PCAPS for _, raw, _ in read_ip_packets(p)]
     wire_extra=st.integers(min_value=0, max_value=100),
     ts=st.integers(min_value=0, max_value=2**40),
 )
-def test_never_raises(idx: int, cut: int, flips: list[tuple[int, int]], wire_extra: int,
-                      ts: int) -> None:
+def test_never_raises(
+    idx: int, cut: int, flips: list[tuple[int, int]], wire_extra: int, ts: int
+) -> None:
     raw = bytearray(SEEDS[idx])
     for pos, val in flips:
         if pos < len(raw):

@@ -70,12 +70,19 @@ def classify(conn: Connection, now_ts: int) -> Verdict | None:
         v.kind = "injected"
         v.details = injected
         return v
-    if r.syns and o.syns and r.syns > r.syn_seqs and o.fin_ts is None and o.rst_ts is None:
+    # A re-sent SYN-ACK with one client SYN: the server did not get (or keep) the
+    # client's ACK. With a re-sent client SYN it only answers that SYN (a SYN-ACK
+    # was lost on the way), which is no failure of the server.
+    if o.syns == 1 and r.syns > r.syn_seqs and o.fin_ts is None and o.rst_ts is None:
         # The server re-sent its SYN-ACK and the client never spoke again.
         v.kind = "half-open"
         v.details = {"synack_sent": r.syns}
         return v
-    if r.syns > r.syn_seqs and (o.fin_ts is not None or o.rst_ts is not None or o.seq_bytes):
+    if (
+        o.syns == 1
+        and r.syns > r.syn_seqs
+        and (o.fin_ts is not None or o.rst_ts is not None or o.seq_bytes)
+    ):
         # The client went on as if connected while the server kept re-sending its
         # SYN-ACK: the server dropped the client's ACK (accept queue full).
         v.kind = "listen-overflow"
@@ -91,8 +98,8 @@ def classify(conn: Connection, now_ts: int) -> Verdict | None:
         v.kind = _PROBE
         return v
     for who, side, peer in (("responder", r, o), ("originator", o, r)):
-        if side.rst_ts is None or side.rst_answered_syn:
-            continue
+        if side.rst_ts is None or (side is r and side.rst_answered_syn):
+            continue  # (a responder's RST to the SYN is rst-to-syn, handled above)
         if r.rst_ts is not None and o.rst_ts is not None and side is o and r.rst_ts < o.rst_ts:
             continue  # the responder reset first; the originator only answered
         # The kernel answers a segment for a socket it does not have (or one it

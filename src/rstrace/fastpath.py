@@ -554,16 +554,26 @@ class FastAnalysis:
             ok &= (hi == lo) | (hi == -1)
         pat = np.zeros(ng, np.int8)
         nofin = (n_fina == 0) & (n_finb == 0)
+        # After a SYN-ACK, a re-sent client SYN means the SYN-ACK was lost, not queued:
+        # the rules tell these apart (diagnose.classify), so only one-SYN groups are
+        # simple here; the rest are replayed.
+        one_syn = cnt(c_syn) == 1
+        # The originator's RST with no data before it (seq = ISN + 1): a probe; with
+        # data (an abort) the reference decides.
+        isn_a = r["seq"][start].astype(np.int64)
+        bare_rst = r["seq"][last].astype(np.int64) == ((isn_a + 1) & 0xFFFFFFFF)
         pat[ok & nofin & (n_sa == 0) & (n_rsta == 0) & (n_rstb == 0)] = P_S0
         pat[ok & nofin & (n_sa == 0) & (n_rsta == 0) & (n_rstb == 1) & c_rstb[last]] = P_REJ
-        pat[ok & nofin & (n_sa > 0) & (n_rsta == 0) & (n_rstb == 0)] = P_HALF
-        pat[ok & nofin & (n_sa > 0) & (n_rsta == 1) & (n_rstb == 0) & c_rsta[last]] = P_PROBE
+        ok1 = ok & one_syn
+        pat[ok1 & nofin & (n_sa > 0) & (n_rsta == 0) & (n_rstb == 0)] = P_HALF
+        probe = ok1 & nofin & (n_sa > 0) & (n_rsta == 1) & (n_rstb == 0) & c_rsta[last]
+        pat[probe & bare_rst] = P_PROBE
         two = np.maximum(last - 1, start)
-        sf = ok & (n_sa > 0) & (n_rsta == 0) & (n_rstb == 0) & (n_fina == 1) & (n_finb == 1)
+        sf = ok1 & (n_sa > 0) & (n_rsta == 0) & (n_rstb == 0) & (n_fina == 1) & (n_finb == 1)
         sf &= c_fin[last] & c_fin[two] & (glen >= 4)
         pat[sf] = P_SF
         # SYN, SYN-ACKs, then the responder resets (after the handshake).
-        pat[ok & nofin & (n_sa > 0) & (n_rsta == 0) & (n_rstb == 1) & c_rstb[last]] = P_RSTB
+        pat[ok1 & nofin & (n_sa > 0) & (n_rsta == 0) & (n_rstb == 1) & c_rstb[last]] = P_RSTB
         # Expiry after each packet (track.py _expiry for these states).
         seen_sa = np.maximum.accumulate(np.where(c_sa, np.arange(len(r)), -1))
         sa_before = seen_sa >= start[gid]  # a SYN-ACK at or before this row

@@ -45,24 +45,79 @@ class _Trunc(Exception):
 # --------------------------------------------------------------------- tables
 
 _IPPROTO = {
-    0: "Options", 1: "ICMP", 2: "IGMP", 4: "IPIP", 6: "TCP", 8: "EGP", 9: "IGRP",
-    17: "UDP", 33: "DCCP", 41: "IPv6", 43: "Routing", 44: "Fragment", 46: "RSVP",
-    47: "GRE", 50: "ESP", 51: "AH", 55: "Mobile IP", 58: "ICMPv6", 62: "Mobile IP (old)",
-    88: "EIGRP", 89: "OSPF", 103: "PIM", 108: "Compressed IP", 112: "VRRP", 113: "PGM",
-    132: "SCTP", 135: "Mobility",
+    0: "Options",
+    1: "ICMP",
+    2: "IGMP",
+    4: "IPIP",
+    6: "TCP",
+    8: "EGP",
+    9: "IGRP",
+    17: "UDP",
+    33: "DCCP",
+    41: "IPv6",
+    43: "Routing",
+    44: "Fragment",
+    46: "RSVP",
+    47: "GRE",
+    50: "ESP",
+    51: "AH",
+    55: "Mobile IP",
+    58: "ICMPv6",
+    62: "Mobile IP (old)",
+    88: "EIGRP",
+    89: "OSPF",
+    103: "PIM",
+    108: "Compressed IP",
+    112: "VRRP",
+    113: "PGM",
+    132: "SCTP",
+    135: "Mobility",
 }
 
-_TCP_FLAGS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."),
-              (0x20, "U"), (0x40, "E"), (0x80, "W"))
+_TCP_FLAGS = (
+    (0x01, "F"),
+    (0x02, "S"),
+    (0x04, "R"),
+    (0x08, "P"),
+    (0x10, "."),
+    (0x20, "U"),
+    (0x40, "E"),
+    (0x80, "W"),
+)
 
 _TCP_OPT_NAMES = {
-    0: "eol", 1: "nop", 2: "mss", 3: "wscale", 4: "sackOK", 5: "sack", 6: "echo",
-    7: "echoreply", 8: "TS", 11: "cc", 12: "ccnew", 13: "", 19: "md5", 20: "scps",
-    28: "uto", 29: "tcp-ao", 30: "mptcp", 34: "tfo", 254: "exp",
+    0: "eol",
+    1: "nop",
+    2: "mss",
+    3: "wscale",
+    4: "sackOK",
+    5: "sack",
+    6: "echo",
+    7: "echoreply",
+    8: "TS",
+    11: "cc",
+    12: "ccnew",
+    13: "",
+    19: "md5",
+    20: "scps",
+    28: "uto",
+    29: "tcp-ao",
+    30: "mptcp",
+    34: "tfo",
+    254: "exp",
 }
 
-_IP_OPT_NAMES = {0: "EOL", 1: "NOP", 68: "timestamp", 130: "security", 7: "RR",
-                 137: "SSRR", 131: "LSRR", 148: "RA", 82: "traceroute"}
+_IP_OPT_NAMES = {
+    0: "EOL",
+    1: "NOP",
+    68: "timestamp",
+    130: "security",
+    7: "RR",
+    137: "SSRR",
+    131: "LSRR",
+    148: "RA",
+    82: "traceroute",
+}
 
 # ICMP destination unreachable codes 5..15; %s is the quoted destination.
 _UNREACH = {
@@ -79,31 +134,73 @@ _UNREACH = {
     15: "host %s unreachable - precedence cutoff",
 }
 
-_ICMP_NAMES = {0: "echo reply", 4: "source quench", 8: "echo request",
-               10: "router solicitation", 13: "time stamp request",
-               14: "time stamp reply", 15: "information request",
-               16: "information reply", 17: "address mask request"}
+_ICMP_NAMES = {
+    0: "echo reply",
+    4: "source quench",
+    8: "echo request",
+    10: "router solicitation",
+    13: "time stamp request",
+    14: "time stamp reply",
+    15: "information request",
+    16: "information reply",
+    17: "address mask request",
+}
 
 _ICMP6_NAMES = {
-    1: "destination unreachable", 2: "packet too big", 3: "time exceeded in-transit",
-    4: "parameter problem", 128: "echo request", 129: "echo reply",
-    130: "multicast listener query", 131: "multicast listener report",
-    132: "multicast listener done", 133: "router solicitation",
-    134: "router advertisement", 135: "neighbor solicitation",
-    136: "neighbor advertisement", 137: "redirect", 138: "router renumbering",
-    141: "inverse neighbor solicitation", 142: "inverse neighbor advertisement",
-    143: "multicast listener report v2", 144: "ha discovery request",
-    145: "ha discovery reply", 146: "mobile router solicitation",
-    147: "mobile router advertisement", 139: "node information query",
-    140: "node information reply", 200: "mtrace response", 201: "mtrace message",
+    1: "destination unreachable",
+    2: "packet too big",
+    3: "time exceeded in-transit",
+    4: "parameter problem",
+    128: "echo request",
+    129: "echo reply",
+    130: "multicast listener query",
+    131: "multicast listener report",
+    132: "multicast listener done",
+    133: "router solicitation",
+    134: "router advertisement",
+    135: "neighbor solicitation",
+    136: "neighbor advertisement",
+    137: "redirect",
+    138: "router renumbering",
+    141: "inverse neighbor solicitation",
+    142: "inverse neighbor advertisement",
+    143: "multicast listener report v2",
+    144: "ha discovery request",
+    145: "ha discovery reply",
+    146: "mobile router solicitation",
+    147: "mobile router advertisement",
+    139: "node information query",
+    140: "node information reply",
+    200: "mtrace response",
+    201: "mtrace message",
     155: "RPL",
 }
 
-_ICMP6_UNREACH = {0: "unreachable route", 1: " unreachable prohibited",
-                  2: "beyond scope", 3: "unreachable address", 4: "unreachable port"}
+_ICMP6_UNREACH = {
+    0: "unreachable route",
+    1: " unreachable prohibited",
+    2: "beyond scope",
+    3: "unreachable address",
+    4: "unreachable port",
+}
 
-_HTTP_CMDS = ("options", "get", "head", "post", "put", "delete", "trace", "connect",
-              "propfind", "proppatch", "copy", "move", "lock", "unlock", "mkcol")
+_HTTP_CMDS = (
+    "options",
+    "get",
+    "head",
+    "post",
+    "put",
+    "delete",
+    "trace",
+    "connect",
+    "propfind",
+    "proppatch",
+    "copy",
+    "move",
+    "lock",
+    "unlock",
+    "mkcol",
+)
 
 
 # --------------------------------------------------------------------- helpers
@@ -118,7 +215,7 @@ def _fold(s: int) -> int:
 def _sum16(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    return sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    return sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
 
 
 def _cksum(*parts: bytes) -> int:
@@ -139,7 +236,7 @@ def _ip4(b: bytes) -> str:
 
 def _ip6(b: bytes) -> str:
     """addrtostr6(): BSD inet_ntop rules (IPv4-mapped/compatible in dotted form)."""
-    words = [int.from_bytes(b[i:i + 2], "big") for i in range(0, 16, 2)]
+    words = [int.from_bytes(b[i : i + 2], "big") for i in range(0, 16, 2)]
     best_base, best_len, cur_base, cur_len = -1, 0, -1, 0
     for i, w in enumerate(words):
         if w == 0:
@@ -219,19 +316,19 @@ class _Ctx:
 
     def u16(self, off: int) -> int:
         self.check(off, 2)
-        return int.from_bytes(self.buf[off:off + 2], "big")
+        return int.from_bytes(self.buf[off : off + 2], "big")
 
     def u32(self, off: int) -> int:
         self.check(off, 4)
-        return int.from_bytes(self.buf[off:off + 4], "big")
+        return int.from_bytes(self.buf[off : off + 4], "big")
 
     def a4(self, off: int) -> str:
         self.check(off, 4)
-        return _ip4(self.buf[off:off + 4])
+        return _ip4(self.buf[off : off + 4])
 
     def a6(self, off: int) -> str:
         self.check(off, 16)
-        return _ip6(self.buf[off:off + 16])
+        return _ip6(self.buf[off : off + 16])
 
     def push_snap(self, off: int, length: int) -> int:
         """nd_push_snaplen(): never extends the captured end; returns the old one."""
@@ -315,7 +412,7 @@ def _ip_printts(c: _Ctx, cp: int, length: int) -> None:
         while off < length:
             if ptr == off:
                 typ = " ^ "
-            c.p(f'{typ}{c.u32(cp + off + hoplen - 4)}@{(c.a4(cp + off) if hoplen == 8 else "")}')
+            c.p(f"{typ}{c.u32(cp + off + hoplen - 4)}@{(c.a4(cp + off) if hoplen == 8 else '')}")
             typ = " "
             off += hoplen
     else:
@@ -345,11 +442,11 @@ def _ip_finddst(c: _Ctx, ip: int) -> bytes:
             break
         if tt in (131, 137) and olen >= 7:
             c.check(cp + olen - 4, 4)
-            return c.buf[cp + olen - 4:cp + olen]
+            return c.buf[cp + olen - 4 : cp + olen]
         cp += olen
         length -= olen
     c.check(ip + 16, 4)
-    return c.buf[ip + 16:ip + 20]
+    return c.buf[ip + 16 : ip + 20]
 
 
 def _ip_print(c: _Ctx, ip: int, length: int) -> None:
@@ -393,7 +490,7 @@ def _ip_print(c: _Ctx, ip: int, length: int) -> None:
         _ip_optprint(c, ip + 20, hlen - 20)
         c.p(")")
     if c.avail(ip, hlen):
-        s = _cksum(c.buf[ip:ip + hlen])
+        s = _cksum(c.buf[ip : ip + hlen])
         if s:
             stored = c.u16(ip + 10)
             c.p(f", bad cksum {stored:x} (->{_shouldbe(stored, s):x})!")
@@ -440,15 +537,14 @@ def _ip6_finddst(c: _Ctx, ip6: int) -> bytes:
         else:
             break
     c.check(dst, 16)
-    return c.buf[dst:dst + 16]
+    return c.buf[dst : dst + 16]
 
 
 def _ip6_cksum(c: _Ctx, ip6: int, data: int, length: int, nxt: int) -> int:
     nh = c.u8(ip6 + 6)
-    dst = _ip6_finddst(c, ip6) if nh in (0, 60, 62, 135, 44, 43) else c.buf[ip6 + 24:ip6 + 40]
-    pseudo = (c.buf[ip6 + 8:ip6 + 24] + dst + length.to_bytes(4, "big")
-              + b"\0\0\0" + bytes([nxt]))
-    return _cksum(pseudo, c.buf[data:data + length])
+    dst = _ip6_finddst(c, ip6) if nh in (0, 60, 62, 135, 44, 43) else c.buf[ip6 + 24 : ip6 + 40]
+    pseudo = c.buf[ip6 + 8 : ip6 + 24] + dst + length.to_bytes(4, "big") + b"\0\0\0" + bytes([nxt])
+    return _cksum(pseudo, c.buf[data : data + length])
 
 
 def _ip6_opt_print(c: _Ctx, bp: int, length: int, hbh: bool) -> bool:
@@ -619,8 +715,7 @@ def _ip6_print(c: _Ctx, ip6: int, length: int) -> None:
 # --------------------------------------------------------------------- demux
 
 
-def _demux(c: _Ctx, bp: int, length: int, ver: int, fragmented: bool, nh: int,
-           ip: int) -> None:
+def _demux(c: _Ctx, bp: int, length: int, ver: int, fragmented: bool, nh: int, ip: int) -> None:
     if nh == 6:
         _tcp_print(c, bp, length, ip, fragmented)
     elif nh == 17:
@@ -652,8 +747,8 @@ def _tcp_cksum(c: _Ctx, ip: int, tp: int, length: int) -> int:
     if c.buf[ip] >> 4 == 6:
         return _ip6_cksum(c, ip, tp, length, 6)
     dst = _ip_finddst(c, ip)
-    pseudo = c.buf[ip + 12:ip + 16] + dst + bytes([0, 6]) + (length & 0xFFFF).to_bytes(2, "big")
-    return _cksum(pseudo, c.buf[tp:tp + length])
+    pseudo = c.buf[ip + 12 : ip + 16] + dst + bytes([0, 6]) + (length & 0xFFFF).to_bytes(2, "big")
+    return _cksum(pseudo, c.buf[tp : tp + length])
 
 
 def _tcp_print(c: _Ctx, tp: int, length: int, ip: int, fragmented: bool) -> None:
@@ -677,15 +772,15 @@ def _tcp_print(c: _Ctx, tp: int, length: int, ip: int, fragmented: bool) -> None
     seq, ack = c.u32(tp + 4), c.u32(tp + 8)
     win, urp = c.u16(tp + 14), c.u16(tp + 18)
     flags = c.u8(tp + 13)
-    c.p(f'Flags [{"".join(n for bit, n in _TCP_FLAGS if flags & bit) or "none"}]')
+    c.p(f"Flags [{''.join(n for bit, n in _TCP_FLAGS if flags & bit) or 'none'}]")
     thseq = thack = 0
     rev = False
     if flags & 0x10:
         # tcpdump's tcp_seq_hash: one entry per connection, keyed in a fixed order.
         if v6:
-            a, b = c.buf[ip + 8:ip + 24], c.buf[ip + 24:ip + 40]
+            a, b = c.buf[ip + 8 : ip + 24], c.buf[ip + 24 : ip + 40]
         else:
-            a, b = c.buf[ip + 12:ip + 16], c.buf[ip + 16:ip + 20]
+            a, b = c.buf[ip + 12 : ip + 16], c.buf[ip + 16 : ip + 20]
         rev = sport > dport or (sport == dport and a > b)
         key = (b, a, dport, sport) if rev else (a, b, sport, dport)
         table = c.tables[1 if v6 else 0]
@@ -740,8 +835,9 @@ def _tcp_print(c: _Ctx, tp: int, length: int, ip: int, fragmented: bool) -> None
         _http_print(c, bp, length)
 
 
-def _tcp_options(c: _Ctx, tp: int, hlen: int, length: int, flags: int, rev: bool,
-                 thseq: int, thack: int, ip: int) -> bool:
+def _tcp_options(
+    c: _Ctx, tp: int, hlen: int, length: int, flags: int, rev: bool, thseq: int, thack: int, ip: int
+) -> bool:
     """The ``, options [...]`` part; False when tcpdump stopped printing the packet."""
     cp = tp + 20
     ch = ""
@@ -824,7 +920,7 @@ def _tcp_options(c: _Ctx, tp: int, hlen: int, length: int, flags: int, rev: bool
                 c.p("snaplen too short, ")
             else:
                 c.p("shared secret not supplied with -M, ")
-            c.p("can't check - " + c.buf[cp:cp + 16].hex())
+            c.p("can't check - " + c.buf[cp : cp + 16].hex())
         elif opt == 20:
             datalen = 2
             if not lencheck(2):
@@ -956,17 +1052,17 @@ def _http_print(c: _Ctx, bp: int, length: int) -> None:
         start = idx
         while True:
             if idx >= length:
-                c.p("\n\t" + c.buf[bp + start:bp + idx].decode("ascii"))
+                c.p("\n\t" + c.buf[bp + start : bp + idx].decode("ascii"))
                 raise _Trunc(c.proto)
             ch = c.u8(bp + idx)
             if ch == 0x0A:
-                c.p("\n\t" + c.buf[bp + start:bp + idx].decode("ascii"))
+                c.p("\n\t" + c.buf[bp + start : bp + idx].decode("ascii"))
                 idx += 1
                 break
             if ch == 0x0D:
                 if idx + 1 >= length or c.u8(bp + idx + 1) != 0x0A:
                     return
-                c.p("\n\t" + c.buf[bp + start:bp + idx].decode("ascii"))
+                c.p("\n\t" + c.buf[bp + start : bp + idx].decode("ascii"))
                 idx += 2
                 break
             if not (0x20 <= ch < 0x7F or ch == 0x09):
@@ -1031,7 +1127,7 @@ def _icmp_print(c: _Ctx, dp: int, plen: int, ip: int, fragmented: bool) -> None:
     typ, code = c.u8(dp), c.u8(dp + 1)
     oip = dp + 8
     if typ in (0, 8):
-        s = f'echo {("request" if typ == 8 else "reply")}, id {c.u16(dp + 4)}, seq {c.u16(dp + 6)}'
+        s = f"echo {('request' if typ == 8 else 'reply')}, id {c.u16(dp + 4)}, seq {c.u16(dp + 6)}"
     elif typ == 3:
         if code == 0:
             s = f"net {c.a4(oip + 16)} unreachable"
@@ -1060,15 +1156,20 @@ def _icmp_print(c: _Ctx, dp: int, plen: int, ip: int, fragmented: bool) -> None:
         else:
             s = f"{c.a4(oip + 16)} unreachable - #{code}"
     elif typ == 5:
-        fmt = {0: "redirect %s to net %s", 1: "redirect %s to host %s",
-               2: "redirect-tos %s to net %s", 3: "redirect-tos %s to host %s"}
+        fmt = {
+            0: "redirect %s to net %s",
+            1: "redirect %s to host %s",
+            2: "redirect-tos %s to net %s",
+            3: "redirect-tos %s to host %s",
+        }
         if code in fmt:
             s = fmt[code] % (c.a4(oip + 16), c.a4(dp + 4))
         else:
             s = f"redirect-#{code} {c.a4(oip + 16)} to {c.a4(dp + 4)}"
     elif typ == 11:
         s = {0: "time exceeded in-transit", 1: "ip reassembly time exceeded"}.get(
-            code, f"time exceeded-#{code}")
+            code, f"time exceeded-#{code}"
+        )
     elif typ == 12:
         if code:
             s = f"parameter problem - code {code}"
@@ -1080,7 +1181,7 @@ def _icmp_print(c: _Ctx, dp: int, plen: int, ip: int, fragmented: bool) -> None:
         s = _ICMP_NAMES.get(typ, f"type-#{typ}")
     c.p(f"ICMP {s}, length {plen}")
     if not fragmented and c.avail(dp, plen):
-        sm = _cksum(c.buf[dp:dp + plen])
+        sm = _cksum(c.buf[dp : dp + plen])
         if sm:
             stored = c.u16(dp + 2)
             c.p(f" (wrong icmp cksum {stored:x} (->{_shouldbe(stored, sm):x})!)")
@@ -1109,7 +1210,7 @@ def _icmp6_upper(c: _Ctx, oip: int) -> tuple[int, int] | None:
         elif nh == 44:
             if not c.avail(cp, 8):
                 return None
-            if int.from_bytes(c.buf[cp + 2:cp + 4], "big") & 0xFFF8:
+            if int.from_bytes(c.buf[cp + 2 : cp + 4], "big") & 0xFFF8:
                 return None
             nh, cp = c.buf[cp], cp + 8
         elif nh == 51:
@@ -1123,16 +1224,25 @@ def _icmp6_upper(c: _Ctx, oip: int) -> tuple[int, int] | None:
 def _hexdump(c: _Ctx, bp: int, length: int) -> None:
     """print_unknown_data(bp, "\\n\\t", length)."""
     n = max(0, min(length, c.snapend - bp))
-    data = c.buf[bp:bp + n]
+    data = c.buf[bp : bp + n]
     for i in range(0, n, 2):
         if i % 16 == 0:
             c.p(f"\n\t0x{i:04x}: ")
-        c.p(" " + data[i:i + 2].hex())
+        c.p(" " + data[i : i + 2].hex())
 
 
-_ND_OPTS = {1: "source link-address", 2: "destination link-address", 3: "prefix info",
-            4: "redirected header", 5: "mtu", 7: "advertisement interval",
-            8: "homeagent information", 24: "route info", 25: "rdnss", 31: "dnssl"}
+_ND_OPTS = {
+    1: "source link-address",
+    2: "destination link-address",
+    3: "prefix info",
+    4: "redirected header",
+    5: "mtu",
+    7: "advertisement interval",
+    8: "homeagent information",
+    24: "route info",
+    25: "rdnss",
+    31: "dnssl",
+}
 
 
 def _icmp6_opt_print(c: _Ctx, cp: int, resid: int) -> None:
@@ -1147,17 +1257,17 @@ def _icmp6_opt_print(c: _Ctx, cp: int, resid: int) -> None:
         name = _ND_OPTS.get(otype, "unknown")
         c.p(f"\n\t  {name} option ({otype}), length {olen << 3} ({olen}): ")
         if otype in (1, 2):
-            c.p(":".join(f"{b:02x}" for b in c.buf[cp + 2:cp + (olen << 3)]))
+            c.p(":".join(f"{b:02x}" for b in c.buf[cp + 2 : cp + (olen << 3)]))
         elif otype == 5:
             c.p(f" {c.u32(cp + 4)}")
         else:
             # prefix info, RDNSS, ... have their own layouts: not reproduced
             n = max(0, min((olen << 3) - 2, c.snapend - cp - 2))
-            data = c.buf[cp + 2:cp + 2 + n]
+            data = c.buf[cp + 2 : cp + 2 + n]
             for i in range(0, n, 2):
                 if i % 16 == 0:
                     c.p(f"\n\t  0x{i:04x}: ")
-                c.p(" " + data[i:i + 2].hex())
+                c.p(" " + data[i : i + 2].hex())
             return
         cp += olen << 3
         resid -= olen << 3
@@ -1193,7 +1303,7 @@ def _icmp6_print(c: _Ctx, dp: int, length: int, ip6: int, fragmented: bool) -> N
                 raise _Trunc(c.proto)
             prot, uo = up
             port = c.u16(uo + 2)
-            c.p(f', {c.a6(oip + 24)} {("tcp" if prot == 6 else "udp")} port {port}')
+            c.p(f", {c.a6(oip + 24)} {('tcp' if prot == 6 else 'udp')} port {port}")
         else:
             _hexdump(c, dp, length)
     elif typ == 2:
@@ -1222,8 +1332,11 @@ def _icmp6_print(c: _Ctx, dp: int, length: int, ip6: int, fragmented: bool) -> N
     elif typ == 136:
         c.p(f", tgt is {c.a6(dp + 8)}")
         fl = c.u32(dp + 4)
-        names = [n for bit, n in ((1 << 31, "router"), (1 << 30, "solicited"),
-                                  (1 << 29, "override")) if fl & bit]
+        names = [
+            n
+            for bit, n in ((1 << 31, "router"), (1 << 30, "solicited"), (1 << 29, "override"))
+            if fl & bit
+        ]
         c.p(f", Flags [{', '.join(names) or 'none'}]")
         _icmp6_opt_print(c, dp + 24, length - 24)
     elif typ not in _ICMP6_NAMES:

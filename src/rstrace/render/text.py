@@ -85,8 +85,7 @@ def _finding_lines(i: int, f: Finding) -> list[str]:
 def render_connections(failed: list[tuple[Connection, str]], out: TextIO) -> None:
     """A table of failed connections with the rule's verdict, like a trimmed conn.log."""
     out.write(
-        f"{'time':<15} {'client':<22} {'server':<22} {'kind':<15} {'state':<6} "
-        f"{'history':<10}\n"
+        f"{'time':<15} {'client':<22} {'server':<22} {'kind':<15} {'state':<6} {'history':<10}\n"
     )
     for c, kind in sorted(failed, key=lambda cv: (cv[0].ts, cv[0].uid)):
         t = time.strftime("%H:%M:%S", time.gmtime(c.ts // 1_000_000)) + f".{c.ts % 1_000_000:06d}"

@@ -35,6 +35,8 @@ from rstrace.sources.blockreader import (
 )
 from rstrace.sources.bpf import all_tcp_filter, control_filter
 from rstrace.sources.decode import (
+    DLT_LINUX_SLL,
+    DLT_LINUX_SLL2,
     DLT_NULL,
     DLT_RAW,
     LINK_NAMES,
@@ -230,6 +232,7 @@ class CaptureReader:
                 filt = None
         stats = self.summary.stats
         stats.linktypes.add(linktype)
+        copies = Copies() if linktype in (DLT_LINUX_SLL, DLT_LINUX_SLL2) else None
         done = 0
         # A reader thread pays off only where the filter drops most packets: there
         # next_batch runs BPF with the GIL released. When every TCP packet passes,
@@ -255,14 +258,14 @@ class CaptureReader:
                         self.summary.empty_files.append(item.display)
                     return
                 done += len(meta) // _META.size
-                if self.verify_checksums:
+                if self.verify_checksums or copies is not None:
                     out: list[Record] = []
                     for sec, usec, off, caplen in _META.iter_unpack(meta):
                         rec = decode_frame(
                             linktype, pkts[off : off + caplen], sec * 1_000_000 + usec, iface,
                             stats,
                         )  # fmt: skip
-                        if rec is not None:
+                        if rec is not None and not (copies and copies.seen(rec, stats)):
                             out.append(rec)  # type: ignore[arg-type]
                             self._note(rec, iface)
                     yield out
@@ -329,6 +332,7 @@ class CaptureReader:
         reader = StreamReader(item.stream, item.head)
         stats = self.summary.stats
         programs: dict[int, pcapy.BPFProgram | None] = {}
+        copies = Copies()  # several interfaces or `-i any`: the same packet more than once
         out: list[Record] = []
         seen = 0
         try:
@@ -353,7 +357,10 @@ class CaptureReader:
                 prog = programs[lt]
                 if prog is not None and not prog.filter(pkt.data):
                     continue
-                rec = self._note(decode_frame(lt, pkt.data, pkt.ts, itf.name, stats), itf.name)
+                rec = decode_frame(lt, pkt.data, pkt.ts, itf.name, stats)
+                if rec is not None and copies.seen(rec, stats):
+                    continue
+                rec = self._note(rec, itf.name)
                 if rec is not None:
                     out.append(rec)
                     if len(out) >= self.batch_size:
@@ -458,6 +465,41 @@ class _Direct:
 
     def close(self) -> None:
         pass
+
+
+class Copies:
+    """The same packet captured again within a few milliseconds: drop the copies.
+
+    `tcpdump -i any` on a host with bridges (Docker, Kubernetes) records one packet
+    on every port it crosses, and a pcapng of several interfaces does the same. The
+    copies would look like retransmissions (a re-sent SYN-ACK reads as a full accept
+    queue). A copy is byte-identical but for the TTL (and the IPv4 header checksum),
+    microseconds apart; a real retransmission comes 200 ms or more later.
+    """
+
+    WINDOW_US = 5_000
+    PRUNE_US = 100_000
+
+    def __init__(self) -> None:
+        self._last: dict[int, int] = {}
+        self._prune_at = 0
+
+    def seen(self, rec: Record, stats: DecodeStats) -> bool:
+        raw = rec.raw
+        # Leave out what forwarding changes: IPv4 TTL and checksum, IPv6 hop limit.
+        v4 = raw[0] >> 4 == 4
+        key = hash((raw[:8], raw[9:10], raw[12:]) if v4 else (raw[:7], raw[8:]))
+        ts = rec.ts
+        last = self._last.get(key)
+        self._last[key] = ts
+        if ts >= self._prune_at:
+            horizon = ts - self.WINDOW_US
+            self._last = {k: t for k, t in self._last.items() if t >= horizon}
+            self._prune_at = ts + self.PRUNE_US
+        if last is not None and 0 <= ts - last <= self.WINDOW_US:
+            stats.copies += 1
+            return True
+        return False
 
 
 def _ts(rec: Record) -> int:

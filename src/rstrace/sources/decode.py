@@ -70,6 +70,8 @@ class DecodeStats:
     """Non-first IP fragments: no TCP header to read."""
     truncated: int = 0
     """Frames too short for the headers they announce."""
+    copies: int = 0
+    """The same packet captured again on another interface (see capfile.Copies)."""
     other: int = 0
     """Not IPv4/IPv6 TCP or ICMP unreachable (ARP, UDP, other ICMP...)."""
     linktypes: set[int] = field(default_factory=set)

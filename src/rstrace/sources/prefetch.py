@@ -24,6 +24,7 @@ import pcapy
 
 from rstrace.sources.bpf import control_filter
 from rstrace.sources.capfile import CaptureReader, _pcapng_interfaces
+from rstrace.sources.decode import DLT_LINUX_SLL, DLT_LINUX_SLL2
 
 _HDR = struct.Struct("=qq")
 _EOF = -1
@@ -72,6 +73,8 @@ def prepare(paths: list[str]) -> list[FileEntry] | None:
             return None  # the reference reports it, in its order
         lt = handle.datalink()
         reader._check_linktype(lt, item.display)
+        if lt in (DLT_LINUX_SLL, DLT_LINUX_SLL2):
+            return None  # `-i any`: copies of a packet to drop (capfile.Copies)
         filt = control_filter(lt)
         try:
             handle.setfilter(filt)
