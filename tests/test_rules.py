@@ -90,3 +90,19 @@ def test_copies_from_tcpdump_any_on_a_bridge_are_not_retransmissions(
     last_syn = _syn(T0 + 3_000_000, 43999)
     pkts += [last_syn, (last_syn[0] + 4, last_syn[1])]
     assert _kinds(tmp_path, pkts, link=link, monkeypatch=monkeypatch) == []
+
+
+def test_a_capture_starting_mid_connection_names_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's bare RST to the client's data is the first control packet seen."""
+    pkts = []
+    for i in range(3):
+        t, sp = T0 + i * 1_000_000, 44000 + i
+        pkts += [(t, g.ipv4_tcp(C, S, sp, 7000, 5000, 6000, 0x18, payload=b"x" * 10)),
+                 (t + 80, g.ipv4_tcp(S, C, 7000, sp, 6000, 0, 0x04))]  # fmt: skip
+    assert _kinds(tmp_path, pkts, monkeypatch=monkeypatch) == [("stale", 3)]
+    doc = result_dict(analyze_files([str(tmp_path / "x.pcap")]))
+    (f,) = doc["findings"]
+    assert (f["server"], f["ports"], f["clients"]) == (S, [7000], [C])
+    assert f["details"]["reset_by"] == {"responder": 3}

@@ -117,8 +117,30 @@ def classify(conn: Connection, now_ts: int) -> Verdict | None:
                 "bytes_by_resetter": side.seq_bytes,
                 "bytes_by_peer": _peer_bytes(side, peer),
             }
+        if o.syns == 0 and r.syns == 0 and _server_port(conn.orig_p, conn.resp_p):
+            _swap_roles(v, conn)
         return v
     return None
+
+
+EPHEMERAL_LOW = 32768
+"""Linux's default ip_local_port_range starts here (Windows and BSDs at 49152)."""
+
+
+def _server_port(orig_p: int, resp_p: int) -> bool:
+    """With no handshake seen, does the originator's port look like the service?
+
+    Without a SYN the tracker calls whoever sent first the originator, so a capture
+    that starts mid-connection with the server's RST would name the client as the
+    server. A port below the ephemeral range facing one inside it is the service.
+    """
+    return orig_p < EPHEMERAL_LOW <= resp_p
+
+
+def _swap_roles(v: Verdict, conn: Connection) -> None:
+    v.server, v.port, v.client = conn.orig_h, conn.orig_p, conn.resp_h
+    flip = {"originator": "responder", "responder": "originator"}
+    v.details["reset_by"] = flip[str(v.details["reset_by"])]
 
 
 def control_span(conn: Connection) -> tuple[int, int]:
