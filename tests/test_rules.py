@@ -106,3 +106,41 @@ def test_a_capture_starting_mid_connection_names_the_server(
     (f,) = doc["findings"]
     assert (f["server"], f["ports"], f["clients"]) == (S, [7000], [C])
     assert f["details"]["reset_by"] == {"responder": 3}
+
+
+def _refused(t: int, client: str, server: str, sport: int, port: int) -> list[tuple[int, bytes]]:
+    return [(t, g.ipv4_tcp(client, server, sport, port, 77, 0, 0x02)),
+            (t + 40, g.ipv4_tcp(server, client, port, sport, 0, 78, 0x14))]  # fmt: skip
+
+
+def test_many_servers_on_one_port_is_not_a_port_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A monitor with 16 dead backends on :8080 gets 16 refused findings, no scan."""
+    pkts: list[tuple[int, bytes]] = []
+    for i in range(16):
+        pkts += _refused(T0 + i * 100_000, C, f"198.51.100.{i + 1}", 45000 + i, 8080)
+    kinds = _kinds(tmp_path, pkts, monkeypatch=monkeypatch)
+    assert kinds == [("refused", 1)] * 16
+
+
+def test_a_scanner_takes_its_connections_and_leaves_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A legit client refused on :7211 while a scanner sweeps 20 ports including 7211."""
+    scanner = "203.0.113.9"
+    pkts = _refused(T0, C, S, 46000, 7211) + _refused(T0 + 10_000, C, S, 46001, 7211)
+    for i, port in enumerate(range(7200, 7220)):
+        pkts += _refused(T0 + 5_000_000 + i * 1000, scanner, S, 47000 + i, port)
+    kinds = _kinds(tmp_path, pkts, monkeypatch=monkeypatch)
+    assert sorted(kinds) == [("refused", 2), ("scan", 20)]
+    doc = result_dict(analyze_files([str(tmp_path / "x.pcap")]))
+    refused = next(f for f in doc["findings"] if f["kind"] == "refused")
+    scan = next(f for f in doc["findings"] if f["kind"] == "scan")
+    assert refused["clients"] == [C] and refused["ports"] == [7211]
+    assert scan["clients"] == [scanner] and len(scan["ports"]) == 20
+    # Evidence and times move with a port only when the scanner was its only client
+    # (aggregates keep those per port, not per client): :7211 keeps its own.
+    assert scan["evidence"] and all(scanner in e["tcpdump"] for e in scan["evidence"])
+    assert all(C in e["tcpdump"] for e in refused["evidence"])
+    assert sum(n for _, n in doc["series"]["scan"]) == 20 - 1

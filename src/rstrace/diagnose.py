@@ -19,6 +19,8 @@ from rstrace.model import ACK, Connection, Evidence, Finding, Side, Unreachable
 
 SCAN_MIN_PORTS = 15
 """Distinct failed ports from one source that make it a scanner (Zeek's scan.zeek default)."""
+MAX_SCAN_SOURCES = 200_000
+"""Distinct sources remembered for scan detection (memory bound under floods)."""
 SPREAD_PORTS = 20
 """A kind over more than this many ports of one server is reported as one finding."""
 TOP_FINDINGS = 20
@@ -215,7 +217,7 @@ class Diagnoser:
         # For whole-capture decisions:
         self._answered: dict[tuple[str, int], int] = defaultdict(int)  # SYN-ACKs per server port
         self._server_ttls: dict[str, Counter[int]] = defaultdict(Counter)  # server's SYN-ACK TTLs
-        self._failed_ports: dict[str, set[tuple[str, int]]] = defaultdict(set)  # per source
+        self._failed_ports: dict[str, set[tuple[str, int]]] = {}  # per source
         self.connections = 0
         self.failed = 0
         self._scanners: set[str] = set()
@@ -236,9 +238,7 @@ class Diagnoser:
         if v is None:
             return None
         if v.kind in _SCAN_EVIDENCE:
-            ports = self._failed_ports[v.client]
-            if len(ports) <= 4 * SCAN_MIN_PORTS:
-                ports.add((v.server, v.port))
+            self.note_failed_port(v.client, v.server, v.port)
         key = (v.kind, v.server, v.port)
         first, last = control_span(conn)
         agg = self._aggs.get(key)
@@ -281,15 +281,30 @@ class Diagnoser:
         agg.details[f"icmp_from={u.src}"] += 1
         if len(agg.evidence) < MAX_EVIDENCE:
             agg.evidence.append(Evidence(u.ts, u.iface, u.raw, "ICMP unreachable"))
-        self._failed_ports[u.quoted_src].add((u.quoted_dst, u.quoted_dport))
+        self.note_failed_port(u.quoted_src, u.quoted_dst, u.quoted_dport)
         self.failed += 1
+
+    def note_failed_port(self, client: str, server: str, port: int) -> None:
+        """Remember a failed (server, port) of a client, for scan detection.
+
+        Bounded: per client a few times the scan threshold, and at most
+        MAX_SCAN_SOURCES clients (a flood of spoofed sources would otherwise
+        hold one set per address; a scanner is one source and comes back often).
+        """
+        ports = self._failed_ports.get(client)
+        if ports is None:
+            if len(self._failed_ports) >= MAX_SCAN_SOURCES:
+                return
+            ports = self._failed_ports[client] = set()
+        if len(ports) <= 4 * SCAN_MIN_PORTS:
+            ports.add((server, port))
 
     # -- whole-capture decisions ------------------------------------------------
 
     def settle(self) -> list[_Aggregate]:
         """Resolve provisional kinds, pull out scanners, merge port spreads."""
         scanners = self._scanners = {
-            src for src, ports in self._failed_ports.items() if len(ports) >= SCAN_MIN_PORTS
+            src for src, ports in self._failed_ports.items() if _is_port_scan(ports)
         }
         half_open_ports = {(a.server, a.port) for a in self._aggs.values() if a.kind == "half-open"}
         settled: dict[tuple[str, str, int], _Aggregate] = {}
@@ -328,21 +343,30 @@ class Diagnoser:
     def _take_scanners(
         self, agg: _Aggregate, scanners: set[str], scans: dict[str, _Aggregate]
     ) -> _Aggregate | None:
-        """Move a scanner's connections from a per-port aggregate to its scan finding."""
-        for src in [c for c in agg.clients if c in scanners]:
+        """Move a scanner's connections from a per-port aggregate to its scan finding.
+
+        Aggregates keep counts per client but times, interfaces and evidence only
+        per port: those move along only when the scanner was the port's only
+        client (the usual case); otherwise the scan finding gets the counts and the
+        port's own finding keeps the rest.
+        """
+        mine = [c for c in agg.clients if c in scanners]
+        pure = len(mine) == len(agg.clients)
+        for src in mine:
             n = agg.clients.pop(src)
             scan = scans.get(src)
             if scan is None:
                 scan = scans[src] = _Aggregate("scan", src, 0, first_ts=agg.first_ts)
             scan.count += n
-            scan.first_ts = min(scan.first_ts, agg.first_ts)
-            scan.last_ts = max(scan.last_ts, agg.last_ts)
             scan.clients[agg.server] += n  # for a scan, "clients" are the targets
-            scan.ifaces.update(agg.ifaces)
-            scan.per_second.update(agg.per_second)
             scan.details[f"target={agg.server}:{agg.port}"] += n
-            if len(scan.evidence) < MAX_EVIDENCE:
-                scan.evidence.extend(agg.evidence[: MAX_EVIDENCE - len(scan.evidence)])
+            if pure:
+                scan.first_ts = min(scan.first_ts, agg.first_ts)
+                scan.last_ts = max(scan.last_ts, agg.last_ts)
+                scan.ifaces.update(agg.ifaces)
+                scan.per_second.update(agg.per_second)
+                if len(scan.evidence) < MAX_EVIDENCE:
+                    scan.evidence.extend(agg.evidence[: MAX_EVIDENCE - len(scan.evidence)])
             agg.count -= n
         return agg if agg.count > 0 and agg.clients else None
 
@@ -358,6 +382,13 @@ class Diagnoser:
         if answered:
             agg.details[f"port_answered_others={answered}"] += 1
         return "refused"
+
+
+def _is_port_scan(failed: set[tuple[str, int]]) -> bool:
+    """Many failed ports on one server. Many servers on one port (a monitor with dead
+    backends, an address sweep) is not a port scan: those stay per-port findings."""
+    per_server: Counter[str] = Counter(server for server, _ in failed)
+    return bool(per_server) and max(per_server.values()) >= SCAN_MIN_PORTS
 
 
 def _merge(into: _Aggregate, other: _Aggregate) -> None:

@@ -48,7 +48,6 @@ from rstrace.diagnose import (
     _UNANSWERED,
     MAX_CLIENTS,
     MAX_EVIDENCE,
-    SCAN_MIN_PORTS,
     UNANSWERED_AFTER_US,
     Diagnoser,
     Verdict,
@@ -1018,9 +1017,7 @@ class FastAnalysis:
             t3 = np.stack([col["cli"][sc], col["srv"][sc], col["port"][sc]], 1)
             u = np.unique(t3, axis=0)
             for cl, sv, pt in u.tolist():
-                ports = diag._failed_ports[S[cl]]
-                if len(ports) <= 4 * SCAN_MIN_PORTS:
-                    ports.add((S[sv], pt))
+                diag.note_failed_port(S[cl], S[sv], pt)
         akey = (kinds * (1 << 40)) + col["srv"][failed] * 65536 + col["port"][failed]
         u, first, inv = np.unique(akey, return_index=True, return_inverse=True)
         grp_order = np.argsort(first, kind="stable")
