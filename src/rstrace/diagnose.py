@@ -192,7 +192,7 @@ def _injected_side(conn: Connection) -> dict[str, object] | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Aggregate:
     kind: str
     server: str

@@ -288,7 +288,11 @@ class FastAnalysis:
         back_keys = [_tuple_key(self.carry)]
         uk = np.unique(newkey)
         chunks = []
-        for rows_c, key_c, e_c, lb_c in self.pchunks:
+        # Each chunk is split and let go before the next (no second copy of them all).
+        old_chunks, self.pchunks = self.pchunks, []
+        old_chunks.reverse()
+        while old_chunks:
+            rows_c, key_c, e_c, lb_c = old_chunks.pop()
             # Touched by new packets, or expired at a batch end.
             lo = np.searchsorted(key_c, uk, "left")
             hi = np.searchsorted(key_c, uk, "right")
@@ -310,13 +314,9 @@ class FastAnalysis:
                     chunks.append((rows_c[stay], key_c[stay], e_c[stay], lb_c[stay]))
             else:
                 chunks.append((rows_c, key_c, e_c, lb_c))
+            del rows_c, key_c, e_c, lb_c
         if len(chunks) > MAX_CHUNKS:
-            # Keys are in one chunk each: a stable sort by key keeps each 4-tuple's rows
-            # in time order.
-            key_a = np.concatenate([ch[1] for ch in chunks])
-            o = np.argsort(key_a, kind="stable")
-            merged = [np.concatenate([ch[i] for ch in chunks])[o] for i in range(4)]
-            chunks = [(merged[0], merged[1], merged[2], merged[3])]
+            chunks = [_merge_chunks(chunks)]
         self.pchunks = chunks
         rows = np.concatenate([*back_rows, new])
         key = np.concatenate([*back_keys, newkey])
@@ -328,7 +328,9 @@ class FastAnalysis:
             # The parked connections nothing touched: flushed, in slices (at 4-tuple
             # boundaries) to bound memory; one _aggregate keeps the emission order.
             chunks, self.pchunks = self.pchunks, []
-            for rows_c, key_c, _, _ in chunks:
+            chunks.reverse()
+            while chunks:
+                rows_c, key_c, _, _ = chunks.pop()  # let go once flushed
                 i = 0
                 while i < len(key_c):
                     j = min(i + FLUSH_SLICE, len(key_c))
@@ -336,7 +338,7 @@ class FastAnalysis:
                         j += 1
                     self._settle(rows_c[i:j], key_c[i:j], True, pb, pn, em)
                     i = j
-            del chunks
+                del rows_c, key_c
         self._aggregate(em)
         carry = np.concatenate(carry_parts) if carry_parts else np.zeros(0, ROW)
         carry = carry[np.argsort(carry["rid"], kind="stable")]
@@ -728,18 +730,25 @@ class FastAnalysis:
         ev_sa = np.minimum.reduceat(np.where(is_sa, idx, I64MAX), start)[g]
         ev_sa = np.where(ev_sa == I64MAX, -1, ev_sa)
         ev_rst = np.where((p == P_REJ) | (p == P_PROBE) | (p == P_RSTB), li, -1)
+        # Only failed connections can become evidence: keep just their evidence rows.
+        need = kind >= 0
+        pick = np.unique(np.concatenate([st[need], ev_sa[need & (ev_sa >= 0)],
+                                         ev_rst[need & (ev_rst >= 0)]]))  # fmt: skip
+        grow = np.where(need, np.searchsorted(pick, st), 0)
+        ev_sa = np.where(need & (ev_sa >= 0), np.searchsorted(pick, ev_sa), -1)
+        ev_rst = np.where(need & (ev_rst >= 0), np.searchsorted(pick, ev_rst), -1)
         em.order.append(order)
         em.cols.append(
             {
                 "kind": kind, "srv": srv, "port": c["dport"][st].astype(np.int64), "cli": cli,
                 "first": t_first, "last": t_last, "iface": c["iface"][st].astype(np.int64),
                 "rsyn": n_sa > 0, "sttl": sa_ttl, "rttl": rst_ttl, "detail": detail,
-                "hard": np.full(len(g), -1, np.int64), "grow": st + 0, "ev_sa": ev_sa,
+                "hard": np.full(len(g), -1, np.int64), "grow": grow, "ev_sa": ev_sa,
                 "ev_rst": ev_rst, "pat": p.astype(np.int64),
                 "_rows": np.full(len(g), len(self._rowsets), np.int64), "dlist": dlist,
             }
         )  # fmt: skip
-        self._rowsets.append(r)
+        self._rowsets.append(r[pick])
 
     def _addr_ids(self, hi: np.ndarray, lo: np.ndarray, ver: np.ndarray) -> np.ndarray:
         """Interned address ids (self.addr_strs) for address columns."""
@@ -1164,6 +1173,30 @@ class FastAnalysis:
             agg.details[f"{name}={v}"] += c
 
 
+def _merge_chunks(
+    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parked chunks as one, sorted by key. Keys are in one chunk each: a stable sort
+    by key keeps each 4-tuple's rows in time order. Each chunk is scattered into
+    place and let go (the rows are never held twice)."""
+    key_a = np.concatenate([ch[1] for ch in chunks])
+    o = np.argsort(key_a, kind="stable")
+    dest = np.empty(len(o), np.int64)
+    dest[o] = np.arange(len(o))
+    del o
+    out = [np.empty(len(key_a), ch.dtype) for ch in chunks[0]]
+    chunks.reverse()
+    at = 0
+    while chunks:
+        ch = chunks.pop()
+        d = dest[at : at + len(ch[1])]
+        for i in range(4):
+            out[i][d] = ch[i]
+        at += len(ch[1])
+        del ch
+    return out[0], out[1], out[2], out[3]
+
+
 def _simple_verdict(kind: str, server: str, port: int, client: str) -> Verdict:
     """Enough of a Verdict for _pick_evidence: simple resets are the responder's."""
     details: dict[str, object] = {}
@@ -1179,11 +1212,9 @@ def _new_aggregate(kind: str, server: str, port: int, first_ts: int) -> _Aggrega
     __init__ and Counter.__init__ overhead (a scan creates one per port)."""
     a = object.__new__(_Aggregate)
     new = Counter.__new__
-    a.__dict__.update(
-        kind=kind, server=server, port=port, count=0, first_ts=first_ts, last_ts=0,
-        clients=new(Counter), ifaces=new(Counter), evidence=[], details=new(Counter),
-        per_second=new(Counter), rst_ttls=new(Counter),
-    )  # fmt: skip
+    a.kind, a.server, a.port, a.count, a.first_ts, a.last_ts = kind, server, port, 0, first_ts, 0
+    a.clients, a.ifaces, a.evidence = new(Counter), new(Counter), []
+    a.details, a.per_second, a.rst_ttls = new(Counter), new(Counter), new(Counter)
     return a
 
 
