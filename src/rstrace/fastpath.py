@@ -70,6 +70,7 @@ SMALL = 48  # below this many values, Python loops beat numpy's per-call overhea
 MAX_WINDOW_ROWS = 131072
 MAX_CHUNKS = 8  # parked chunks before they are merged (each window adds one)
 FLUSH_SLICE = 131072  # parked rows flushed at a time at the end
+RAW_STUB = 8  # bytes kept of a parked packet that can never be evidence (_stub_resent)
 MAX_CUT_ROUNDS = 16  # connections found per 4-tuple and window; more: replayed whole
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -344,6 +345,17 @@ class FastAnalysis:
         carry = carry[np.argsort(carry["rid"], kind="stable")]
         self._compact(carry)
         self.carry = carry
+        # Parked rows keep the buffers they were copied into; once these are mostly
+        # bytes of rows that left (or were parked anew), copy the rows again.
+        pbufs: set[int] = set()
+        live = 0
+        for rows_c, *_ in self.pchunks:
+            inb = rows_c["rbuf"] >= 0
+            pbufs |= set(np.unique(rows_c["rbuf"][inb]).tolist())
+            live += int(rows_c["rlen"][inb].sum())
+        if sum(self.bufs[b].nbytes for b in pbufs) > 2 * live + (1 << 20):
+            for rows_c, *_ in self.pchunks:
+                self._compact(rows_c)
         # Keep the buffers that rows still point into (batch buffers go).
         used = set(np.unique(carry["rbuf"]).tolist())
         keep = set(carry["rid"][carry["rbuf"] < 0].tolist())
@@ -462,6 +474,7 @@ class FastAnalysis:
             carry_parts.append(self._replay(r[np.repeat(hard_seg, glen)], final, pb, pn, em))
         if park.any():
             prow = r[park]
+            _stub_resent(prow, sid[park], dirB[park])
             self._compact(prow)
             self.pchunks.append(
                 (prow, k[park], np.repeat(El, glen)[park], np.repeat(last_b, glen)[park])
@@ -1171,6 +1184,26 @@ class FastAnalysis:
         _count_in_order(vals, col["detail"][sel], None, cap=None)
         for v, c in vals.items():
             agg.details[f"{name}={v}"] += c
+
+
+def _stub_resent(rows: np.ndarray, sid: np.ndarray, dirB: np.ndarray) -> None:
+    """Shorten the raw bytes of re-sent SYNs and SYN-ACKs (in place) to their first
+    RAW_STUB bytes. Evidence is a side's first SYN, first SYN-ACK and its RST
+    (track.py _finalize; the simple patterns pick the same), so a SYN or SYN-ACK
+    after one of its kind from the same side of the same connection never shows;
+    the tracker reads only the IP length fields of the rest (_ip_len)."""
+    f = rows["flags"] & 0x17
+    t = np.where(rows["kind"] != 0, 0, np.where(f == SYN, 1, np.where(f == SYN | ACK, 2, 0)))
+    m = np.flatnonzero(t > 0)
+    if len(m) < 2:
+        return
+    ck = sid[m].astype(np.int64) * 8 + dirB[m].astype(np.int64) * 4 + t[m]
+    _, first = np.unique(ck, return_index=True)
+    resent = np.ones(len(m), bool)
+    resent[first] = False
+    i = m[resent]
+    i = i[rows["rbuf"][i] >= 0]
+    rows["rlen"][i] = np.minimum(rows["rlen"][i], RAW_STUB)
 
 
 def _merge_chunks(
