@@ -31,29 +31,16 @@ _TCP6_ALL = "(ip6 and ip6[6] == 6)"
 
 def control_filter(linktype: int) -> str:
     """Filter for the findings path: control packets and the unclassifiable."""
-    parts = [
-        _TCP4_CONTROL,
-        _IP4_LATER_FRAGMENT,
-        _ICMP4_UNREACH,
-        _TCP6_CONTROL,
-        _ICMP6_UNREACH,
-        _IP6_UNCLASSIFIED,
-    ]
-    if linktype == DLT_EN10MB:
-        parts.append(_VLAN_FRAMES)
-    return " or ".join(parts)
+    return _filter(_TCP4_CONTROL, _TCP6_CONTROL, linktype)
 
 
 def all_tcp_filter(linktype: int) -> str:
     """Filter for the connection log: every TCP packet, ICMP unreachables, the unclassifiable."""
-    parts = [
-        _TCP4_ALL,
-        _IP4_LATER_FRAGMENT,
-        _ICMP4_UNREACH,
-        _TCP6_ALL,
-        _ICMP6_UNREACH,
-        _IP6_UNCLASSIFIED,
-    ]
+    return _filter(_TCP4_ALL, _TCP6_ALL, linktype)
+
+
+def _filter(tcp4: str, tcp6: str, linktype: int) -> str:
+    parts = [tcp4, _IP4_LATER_FRAGMENT, _ICMP4_UNREACH, tcp6, _ICMP6_UNREACH, _IP6_UNCLASSIFIED]
     if linktype == DLT_EN10MB:
         parts.append(_VLAN_FRAMES)
     return " or ".join(parts)
