@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from rstrace.model import ACK, Connection, Evidence, Finding, Side, Unreachable
 
@@ -192,21 +193,99 @@ def _injected_side(conn: Connection) -> dict[str, object] | None:
     return None
 
 
-@dataclass(slots=True)
+class _Tally:
+    """A Counter field of _Aggregate, held compactly until it is read: None while
+    empty, (key, count) while it has one key (a scan makes one aggregate per port,
+    each with one client, one second, one TTL). Reading it makes it a Counter (in
+    place, so the reader may change it); writers that do not read go through
+    tally_add(), which keeps the compact forms."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: Any) -> None:
+        self.slot = slot
+
+    def __get__(self, obj: Any, typ: Any = None) -> Any:
+        if obj is None:
+            return self
+        v = self.slot.__get__(obj)
+        if v is None:
+            v = Counter()
+        elif type(v) is tuple:
+            v = Counter({v[0]: v[1]})
+        else:
+            return v
+        self.slot.__set__(obj, v)
+        return v
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self.slot.__set__(obj, value)
+
+
 class _Aggregate:
-    kind: str
-    server: str
-    port: int
-    count: int = 0
-    first_ts: int = 0
-    last_ts: int = 0
-    clients: Counter[str] = field(default_factory=Counter)
-    ifaces: Counter[str] = field(default_factory=Counter)
-    evidence: list[Evidence] = field(default_factory=list)
-    details: Counter[str] = field(default_factory=Counter)
+    __slots__ = (
+        "_clients",
+        "_details",
+        "_ifaces",
+        "_per_second",
+        "_rst_ttls",
+        "count",
+        "evidence",
+        "first_ts",
+        "kind",
+        "last_ts",
+        "port",
+        "server",
+    )  # fmt: skip
+    clients: Counter[str]
+    ifaces: Counter[str]
+    evidence: list[Evidence]
+    details: Counter[str]
     """Counts of detail values ("reset_by=responder": 3), to summarize many connections."""
-    per_second: Counter[int] = field(default_factory=Counter)
-    rst_ttls: Counter[int] = field(default_factory=Counter)
+    per_second: Counter[int]
+    rst_ttls: Counter[int]
+
+    def __init__(
+        self, kind: str, server: str, port: int, count: int = 0, first_ts: int = 0,
+        last_ts: int = 0,
+    ) -> None:  # fmt: skip
+        self.kind, self.server, self.port = kind, server, port
+        self.count, self.first_ts, self.last_ts = count, first_ts, last_ts
+        self.evidence = []
+        self._clients = self._ifaces = self._details = self._per_second = self._rst_ttls = None
+
+    def __repr__(self) -> str:
+        return (
+            f"_Aggregate(kind={self.kind!r}, server={self.server!r}, port={self.port}, "
+            f"count={self.count}, first_ts={self.first_ts}, last_ts={self.last_ts}, "
+            f"clients={self.clients!r}, ifaces={self.ifaces!r}, evidence={self.evidence!r}, "
+            f"details={self.details!r}, per_second={self.per_second!r}, "
+            f"rst_ttls={self.rst_ttls!r})"
+        )
+
+
+for _name in ("clients", "ifaces", "details", "per_second", "rst_ttls"):
+    setattr(_Aggregate, _name, _Tally(_Aggregate.__dict__["_" + _name]))
+del _name
+_SLOTS = {n: _Aggregate.__dict__["_" + n] for n in ("clients", "ifaces", "details",
+                                                     "per_second", "rst_ttls")}  # fmt: skip
+
+
+def tally_add(agg: _Aggregate, name: str, key: Any, n: int = 1, cap: int | None = None) -> None:
+    """agg.<name>[key] += n, without reading the field (which would make a Counter of
+    it); with a cap, a key not yet counted is admitted only while there is room."""
+    slot = _SLOTS[name]
+    v = slot.__get__(agg)
+    if v is None:
+        if cap is None or cap > 0:
+            slot.__set__(agg, (key, n))
+    elif type(v) is tuple:
+        if v[0] == key:
+            slot.__set__(agg, (v[0], v[1] + n))
+        elif cap is None or cap > 1:
+            slot.__set__(agg, Counter({v[0]: v[1], key: n}))
+    elif cap is None or key in v or len(v) < cap:
+        v[key] += n
 
 
 class Diagnoser:
@@ -247,17 +326,16 @@ class Diagnoser:
         agg.count += 1
         agg.first_ts = min(agg.first_ts, first)
         agg.last_ts = max(agg.last_ts, last)
-        if v.client in agg.clients or len(agg.clients) < MAX_CLIENTS:
-            agg.clients[v.client] += 1
+        tally_add(agg, "clients", v.client, cap=MAX_CLIENTS)
         if conn.iface:
-            agg.ifaces[conn.iface] += 1
-        agg.per_second[first // 1_000_000] += 1
+            tally_add(agg, "ifaces", conn.iface)
+        tally_add(agg, "per_second", first // 1_000_000)
         for k, val in v.details.items():
             if v.kind == _RST_TO_SYN and k in ("rst_ttl", "rst_ip_id", "rst_df"):
                 continue  # settled per aggregate (server TTL vs RST TTL)
-            agg.details[f"{k}={val}"] += 1
+            tally_add(agg, "details", f"{k}={val}")
         if v.kind == _RST_TO_SYN:
-            agg.rst_ttls[conn.resp.rst_ttl] += 1
+            tally_add(agg, "rst_ttls", conn.resp.rst_ttl)
         if not agg.evidence:  # the first connection's packets tell the story together
             agg.evidence = _pick_evidence(conn, v)[:MAX_EVIDENCE]
         self.failed += 1

@@ -55,6 +55,7 @@ from rstrace.diagnose import (
     _pick_evidence,
     classify,
     control_span,
+    tally_add,
 )
 from rstrace.model import Connection, Evidence, Segment, Unreachable
 from rstrace.sources.capfile import ReadSummary, _holds_no_packets
@@ -1090,18 +1091,17 @@ class FastAnalysis:
                 if one_l["last"][j] > agg.last_ts:
                     agg.last_ts = one_l["last"][j]
                 cl = S[one_l["cli"][j]]
-                if cl in agg.clients or len(agg.clients) < MAX_CLIENTS:
-                    agg.clients[cl] += 1
+                tally_add(agg, "clients", cl, cap=MAX_CLIENTS)
                 if one_l["iface"][j]:
-                    agg.ifaces[self.names[one_l["iface"][j]]] += 1  # type: ignore[index]
-                agg.per_second[first // SEC] += 1
+                    tally_add(agg, "ifaces", self.names[one_l["iface"][j]])
+                tally_add(agg, "per_second", first // SEC)
                 if kname == _RST_TO_SYN:
-                    agg.rst_ttls[one_l["rttl"][j]] += 1
+                    tally_add(agg, "rst_ttls", one_l["rttl"][j])
                 elif kname in detail_name:
-                    agg.details[f"{detail_name[kname]}={one_l['detail'][j]}"] += 1
+                    tally_add(agg, "details", f"{detail_name[kname]}={one_l['detail'][j]}")
                 elif one_l["dlist"][j] >= 0:
                     for dk in self._dlists[one_l["dlist"][j]]:
-                        agg.details[dk] += 1
+                        tally_add(agg, "details", dk)
                 if not agg.evidence:
                     ev = self._simple_evidence(one_l["_rows"][j], one_l["grow"][j],
                                                one_l["ev_sa"][j], one_l["ev_rst"][j],
@@ -1241,14 +1241,7 @@ def _simple_verdict(kind: str, server: str, port: int, client: str) -> Verdict:
 
 
 def _new_aggregate(kind: str, server: str, port: int, first_ts: int) -> _Aggregate:
-    """_Aggregate(kind, server, port, first_ts=first_ts), without the dataclass
-    __init__ and Counter.__init__ overhead (a scan creates one per port)."""
-    a = object.__new__(_Aggregate)
-    new = Counter.__new__
-    a.kind, a.server, a.port, a.count, a.first_ts, a.last_ts = kind, server, port, 0, first_ts, 0
-    a.clients, a.ifaces, a.evidence = new(Counter), new(Counter), []
-    a.details, a.per_second, a.rst_ttls = new(Counter), new(Counter), new(Counter)
-    return a
+    return _Aggregate(kind, server, port, first_ts=first_ts)
 
 
 def _count_in_order(counter: Any, ids: np.ndarray, strs: Any, cap: int | None) -> None:
