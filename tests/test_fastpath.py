@@ -230,6 +230,16 @@ def test_synthetic_identical(
         assert result_dict(analyze_files([path])) == ref
 
 
+@pytest.mark.parametrize("flush", [1, 5, 97])
+def test_sliced_final_flush(stream: str, flush: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parked connections flushed at the end in slices of first-packet order, each
+    aggregated before the next: the emission order is kept across slices."""
+    ref = _reference([stream], monkeypatch)
+    monkeypatch.setattr(fastpath, "FLUSH_CONNS", flush)
+    assert _fast([stream]) == ref
+    assert _fast([stream], window=1000, read=4096) == ref
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_small_streams_identical(
     seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

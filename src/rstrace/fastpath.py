@@ -70,7 +70,7 @@ MAX_SIMPLE_LEN = 16
 SMALL = 48  # below this many values, Python loops beat numpy's per-call overhead
 MAX_WINDOW_ROWS = 131072
 MAX_CHUNKS = 8  # parked chunks before they are merged (each window adds one)
-FLUSH_SLICE = 131072  # parked rows flushed at a time at the end
+FLUSH_CONNS = 32768  # parked connections flushed (and aggregated) at a time at the end
 RAW_STUB = 8  # bytes kept of a parked packet that can never be evidence (_stub_resent)
 MAX_CUT_ROUNDS = 16  # connections found per 4-tuple and window; more: replayed whole
 _M1 = np.uint64(0x9E3779B97F4A7C15)
@@ -327,20 +327,7 @@ class FastAnalysis:
         carry_parts = self._settle(rows, key, final, pb, pn, em) if len(rows) else []
         del rows, key
         if final:
-            # The parked connections nothing touched: flushed, in slices (at 4-tuple
-            # boundaries) to bound memory; one _aggregate keeps the emission order.
-            chunks, self.pchunks = self.pchunks, []
-            chunks.reverse()
-            while chunks:
-                rows_c, key_c, _, _ = chunks.pop()  # let go once flushed
-                i = 0
-                while i < len(key_c):
-                    j = min(i + FLUSH_SLICE, len(key_c))
-                    while j < len(key_c) and key_c[j] == key_c[j - 1]:
-                        j += 1
-                    self._settle(rows_c[i:j], key_c[i:j], True, pb, pn, em)
-                    i = j
-                del rows_c, key_c
+            em = self._flush_parked(em, pb, pn)
         self._aggregate(em)
         carry = np.concatenate(carry_parts) if carry_parts else np.zeros(0, ROW)
         carry = carry[np.argsort(carry["rid"], kind="stable")]
@@ -365,6 +352,40 @@ class FastAnalysis:
             keep |= set(rows_c["rid"][rows_c["rbuf"] < 0].tolist())
         self.bufs = {b: v for b, v in self.bufs.items() if b in used}
         self.objs = {k: v for k, v in self.objs.items() if k in keep}
+
+    def _flush_parked(self, em: _Emitted, pb: np.ndarray, pn: np.ndarray) -> _Emitted:
+        """Settle the parked connections nothing touched, at the end. They leave the
+        tracker in the final flush, in order of their first packet: in slices of that
+        order, each aggregated (with what this window emitted before it) before the
+        next is settled, so that a flood's columns are never all held at once."""
+        chunks, self.pchunks = self.pchunks, []
+        if not chunks:
+            return em
+        gfirst = []
+        glens = []
+        for rows_c, key_c, *_ in chunks:
+            gs = np.flatnonzero(np.r_[True, key_c[1:] != key_c[:-1]])
+            gfirst.append(np.minimum.reduceat(rows_c["rid"], gs))
+            glens.append(np.diff(np.r_[gs, len(key_c)]))
+        allf = np.sort(np.concatenate(gfirst))
+        bounds = [*allf[FLUSH_CONNS::FLUSH_CONNS].tolist(), None]
+        lo = -1
+        for hi in bounds:
+            rows_l = []
+            keys_l = []
+            for (rows_c, key_c, *_), gf, gl in zip(chunks, gfirst, glens, strict=True):
+                gm = gf >= lo if hi is None else (gf >= lo) & (gf < hi)
+                if gm.any():
+                    rm = np.repeat(gm, gl)
+                    rows_l.append(rows_c[rm])
+                    keys_l.append(key_c[rm])
+            if rows_l:
+                self._settle(np.concatenate(rows_l), np.concatenate(keys_l), True, pb, pn, em)
+            del rows_l, keys_l
+            if hi is not None:
+                em = self._aggregate(em, upto=(1 << 62, 3, hi))
+            lo = hi
+        return em
 
     def _settle(
         self,
@@ -964,18 +985,41 @@ class FastAnalysis:
 
     # -- the Diagnoser, in bulk ----------------------------------------------------------
 
-    def _aggregate(self, em: _Emitted) -> None:
+    def _aggregate(self, em: _Emitted, upto: tuple[int, int, int] | None = None) -> _Emitted:
+        """Fold emitted connections into the Diagnoser in emission order; with upto,
+        only those whose (batch, phase, key) is below it: the rest are returned."""
         if not em.order:
-            return
+            if upto is None:
+                self._hard_keep_clear()
+            return _Emitted()
         diag = self.diag
         # Emission order across simple and replayed connections.
         parts = []
         for pi, o in enumerate(em.order):
             parts.append(np.vstack([o, np.full(o.shape[1], pi), np.arange(o.shape[1])]))
         allk = np.hstack(parts)
+        del parts
         srt = np.lexsort(allk[3::-1])
+        rest = _Emitted()
+        if upto is not None:
+            sk = allk[:3, srt]
+            b, ph, key = upto
+            below = (sk[0] < b) | ((sk[0] == b) & ((sk[1] < ph) | ((sk[1] == ph) & (sk[2] < key))))
+            ndo = int(np.count_nonzero(below))  # a prefix: srt is in that order
+            lpis = allk[4][srt[ndo:]]
+            lidx = allk[5][srt[ndo:]]
+            for pi in np.unique(lpis).tolist():
+                sel = np.sort(lidx[lpis == pi])
+                c = em.cols[pi]
+                rest.order.append(em.order[pi][:, sel])
+                if "unmatched" in c:
+                    rest.cols.append(c)
+                else:
+                    rest.cols.append({k: np.asarray(v)[sel] for k, v in c.items()})
+            srt = srt[:ndo]
         pis = allk[4][srt]
         idx = allk[5][srt]
+        del allk
         # Split at ICMP-without-connection records (added one by one).
         cut = [i for i in range(len(pis)) if "unmatched" in em.cols[int(pis[i])]]
         prev = 0
@@ -985,7 +1029,9 @@ class FastAnalysis:
             if cpos < len(pis):
                 diag.add_unmatched_unreachable(em.cols[int(pis[cpos])]["_obj"])  # type: ignore[arg-type]
             prev = cpos + 1
-        self._hard_keep_clear()
+        if upto is None:
+            self._hard_keep_clear()
+        return rest
 
     def _hard_keep_clear(self) -> None:
         self._hard = []
