@@ -1021,7 +1021,8 @@ class FastAnalysis:
         idx = allk[5][srt]
         del allk
         # Split at ICMP-without-connection records (added one by one).
-        cut = [i for i in range(len(pis)) if "unmatched" in em.cols[int(pis[i])]]
+        unm = np.array(["unmatched" in c for c in em.cols], bool)
+        cut = np.flatnonzero(unm[pis]).tolist() if unm.any() else []
         prev = 0
         for cpos in [*cut, len(pis)]:
             if cpos > prev:
