@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import pcapy
+from numpy.lib.stride_tricks import as_strided
 
 from rstrace.diagnose import (
     _PROBE,
@@ -527,17 +528,20 @@ class FastAnalysis:
         out = np.empty(int(lens.sum()), np.uint8)
         newoff = np.zeros(len(rows), np.int64)
         np.cumsum(lens[:-1], out=newoff[1:])
-        key = rows["rbuf"].astype(np.int64) * 65536 + lens
+        key = rows["rbuf"].astype(np.int64) * (1 << 32) + lens
+        # Packets of one length as rows of overlapping (stride 1) views of the source
+        # and the new buffer: one fancy copy, no index array per byte.
         for kv in np.unique(key[inbuf]).tolist():
-            b, ln = divmod(kv, 65536)
+            b, ln = divmod(kv, 1 << 32)
+            if ln == 0:
+                continue
             sel = np.flatnonzero(key == kv)
             src = self.bufs[b]
-            span = np.arange(ln)
+            src_w = as_strided(src, (len(src) - ln + 1, ln), (1, 1), writeable=False)
+            out_w = as_strided(out, (len(out) - ln + 1, ln), (1, 1))
             for c in range(0, len(sel), 32768):
                 part = sel[c : c + 32768]
-                out[newoff[part][:, None] + span] = src[
-                    rows["roff"][part].astype(np.int64)[:, None] + span
-                ]
+                out_w[newoff[part]] = src_w[rows["roff"][part].astype(np.int64)]
         rows["roff"] = np.where(inbuf, newoff, 0)
         rows["rbuf"] = np.where(inbuf, nb, -1)
         self.bufs[nb] = out
