@@ -837,10 +837,10 @@ class FastAnalysis:
         if rst >= 0:
             who = "responder" if pat in (P_REJ, P_RSTB) else "originator"
             picks.append((rst, f"RST from {who}"))
-        out = [
-            Evidence(int(r["ts"][i]), self.names[int(r["iface"][i])], self._raw(r[i]), note)
-            for i, note in picks
-        ]
+        out = []
+        for i, note in picks:
+            x = r[i]  # one record: field reads on it are cheap, on r they make views
+            out.append(Evidence(int(x["ts"]), self.names[int(x["iface"])], self._raw(x), note))
         out.sort(key=lambda e: e.ts)
         return out
 
