@@ -486,14 +486,6 @@ def _decode_icmp_unreach(
     )  # fmt: skip
 
 
-def ip_packet(linktype: int, frame: bytes) -> bytes | None:
-    """The IP packet inside a frame (for printers), or None."""
-    where = ip_offset(linktype, frame)
-    if where is None or where[1] not in (ETH_IPV4, ETH_IPV6):
-        return None
-    return frame[where[0] :]
-
-
 def tcp_checksum_ok(pkt: bytes) -> bool | None:
     """Verify the TCP checksum of an IP packet; None when it cannot be checked (truncated)."""
     v = pkt[0] >> 4
