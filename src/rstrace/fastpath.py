@@ -96,6 +96,13 @@ class _Cols(dict):  # type: ignore[type-arg]
         return v
 
 
+def _uniq(a: np.ndarray) -> np.ndarray:
+    """Sorted unique values. Plain np.unique() imports numpy.ma (~28 ms, a tenth of
+    the start-up budget) for a masked-array check; sorting does the same job."""
+    a = np.sort(a, axis=None)
+    return a[np.concatenate(([True], a[1:] != a[:-1]))] if len(a) else a
+
+
 class _Fallback(Exception):
     """The fast path cannot vouch for identical results: use the reference."""
 
@@ -289,7 +296,7 @@ class FastAnalysis:
         # sorted by key: a lookup per new key, no pass over every parked row.
         back_rows = [self.carry]
         back_keys = [_tuple_key(self.carry)]
-        uk = np.unique(newkey)
+        uk = _uniq(newkey)
         chunks = []
         # Each chunk is split and let go before the next (no second copy of them all).
         old_chunks, self.pchunks = self.pchunks, []
@@ -340,16 +347,16 @@ class FastAnalysis:
         live = 0
         for rows_c, *_ in self.pchunks:
             inb = rows_c["rbuf"] >= 0
-            pbufs |= set(np.unique(rows_c["rbuf"][inb]).tolist())
+            pbufs |= set(_uniq(rows_c["rbuf"][inb]).tolist())
             live += int(rows_c["rlen"][inb].sum())
         if sum(self.bufs[b].nbytes for b in pbufs) > 2 * live + (1 << 20):
             for rows_c, *_ in self.pchunks:
                 self._compact(rows_c)
         # Keep the buffers that rows still point into (batch buffers go).
-        used = set(np.unique(carry["rbuf"]).tolist())
+        used = set(_uniq(carry["rbuf"]).tolist())
         keep = set(carry["rid"][carry["rbuf"] < 0].tolist())
         for rows_c, *_ in self.pchunks:
-            used |= set(np.unique(rows_c["rbuf"]).tolist())
+            used |= set(_uniq(rows_c["rbuf"]).tolist())
             keep |= set(rows_c["rid"][rows_c["rbuf"] < 0].tolist())
         self.bufs = {b: v for b, v in self.bufs.items() if b in used}
         self.objs = {k: v for k, v in self.objs.items() if k in keep}
@@ -427,7 +434,7 @@ class FastAnalysis:
         same &= (c["ver"] == c["ver"][f0]) & (c["iface"] == c["iface"][f0])
         if not same.all():
             # A hash collision (or an iface change): verify exactly before trusting groups.
-            bad = np.unique(gid[~same])
+            bad = _uniq(gid[~same])
             if len(bad) and not self._collision_free(r, gid, bad):
                 raise _Fallback
         gstart = start
@@ -465,7 +472,7 @@ class FastAnalysis:
             firstcut = np.minimum.reduceat(np.where(cut, np.arange(n), I64MAX), start)
             firstcut = firstcut[firstcut < I64MAX]
             if it == MAX_CUT_ROUNDS:
-                unsettled[np.unique(gid[firstcut])] = True
+                unsettled[_uniq(gid[firstcut])] = True
                 break
             seg[firstcut] = True
         sgid = gid[start]
@@ -531,7 +538,7 @@ class FastAnalysis:
         key = rows["rbuf"].astype(np.int64) * (1 << 32) + lens
         # Packets of one length as rows of overlapping (stride 1) views of the source
         # and the new buffer: one fancy copy, no index array per byte.
-        for kv in np.unique(key[inbuf]).tolist():
+        for kv in _uniq(key[inbuf]).tolist():
             b, ln = divmod(kv, 1 << 32)
             if ln == 0:
                 continue
@@ -771,7 +778,7 @@ class FastAnalysis:
         ev_rst = np.where((p == P_REJ) | (p == P_PROBE) | (p == P_RSTB), li, -1)
         # Only failed connections can become evidence: keep just their evidence rows.
         need = kind >= 0
-        pick = np.unique(np.concatenate([st[need], ev_sa[need & (ev_sa >= 0)],
+        pick = _uniq(np.concatenate([st[need], ev_sa[need & (ev_sa >= 0)],
                                          ev_rst[need & (ev_rst >= 0)]]))  # fmt: skip
         grow = np.where(need, np.searchsorted(pick, st), 0)
         ev_sa = np.where(need & (ev_sa >= 0), np.searchsorted(pick, ev_sa), -1)
@@ -1012,7 +1019,7 @@ class FastAnalysis:
             ndo = int(np.count_nonzero(below))  # a prefix: srt is in that order
             lpis = allk[4][srt[ndo:]]
             lidx = allk[5][srt[ndo:]]
-            for pi in np.unique(lpis).tolist():
+            for pi in _uniq(lpis).tolist():
                 sel = np.sort(lidx[lpis == pi])
                 c = em.cols[pi]
                 rest.order.append(em.order[pi][:, sel])
@@ -1089,7 +1096,7 @@ class FastAnalysis:
         sc = failed[np.isin(kinds, scan_ids)]
         if len(sc):
             t3 = np.stack([col["cli"][sc], col["srv"][sc], col["port"][sc]], 1)
-            u = np.unique(t3, axis=0)
+            u = np.unique(t3, axis=0, return_index=True)[0]
             for cl, sv, pt in u.tolist():
                 diag.note_failed_port(S[cl], S[sv], pt)
         akey = (kinds * (1 << 40)) + col["srv"][failed] * 65536 + col["port"][failed]
