@@ -138,6 +138,21 @@ def _seq_delta(a: int, b: int) -> int:
     return d - 0x100000000 if d & 0x80000000 else d
 
 
+def _relative_seq(value: int, last: int, wraps: int, start: int) -> tuple[int, bool]:
+    """Zeek's get_relative_seq(): value relative to start, counting 32-bit wraps from
+    the last value seen (its wrap guess is used, not stored); and whether it underflows."""
+    delta = _seq_delta(value, last)
+    if delta < 0:
+        if wraps and value > last:
+            wraps -= 1
+    elif delta > 0 and value < last:
+        wraps += 1
+    if wraps == 0:
+        rel = _seq_delta(value, start)
+        return rel, rel < 0
+    return (wraps << 32) + value - start, False
+
+
 def conn_state(os: int, rs: int, orig_size: int, resp_size: int, history: str) -> str:
     """Zeek's conn_state() for TCP (scripts/base/protocols/conn/main.zeek), in its order."""
     o_inactive = os in (INACTIVE, PARTIAL)
@@ -771,21 +786,7 @@ class ConnectionTable:
                 ep.last_seq = seq_one_past
                 ep.synced = True
 
-        # get_relative_seq(endpoint, base_seq, LastSeq(), SeqWraps())
-        last = ep.last_seq
-        wraps = ep.seq_wraps
-        delta = _seq_delta(base_seq, last)
-        if delta < 0:
-            if wraps and base_seq > last:
-                wraps -= 1
-        elif delta > 0 and base_seq < last:
-            wraps += 1
-        if wraps == 0:
-            rel_seq = _seq_delta(base_seq, ep.start_seq)
-            seq_underflow = rel_seq < 0
-        else:
-            rel_seq = (wraps << 32) + base_seq - ep.start_seq
-            seq_underflow = False
+        rel_seq, seq_underflow = _relative_seq(base_seq, ep.last_seq, ep.seq_wraps, ep.start_seq)
 
         # update_history()
         nbits = _NBITS[flags & 7]
@@ -858,19 +859,8 @@ class ConnectionTable:
                 peer.start_seq = peer.ack_seq = peer.last_seq = (ack_seq - 1) & MASK32
             else:
                 pl = peer.ack_seq
-                pw = peer.ack_wraps
                 d = _seq_delta(ack_seq, pl)
-                if d < 0:
-                    if pw and ack_seq > pl:
-                        pw -= 1
-                elif d > 0 and ack_seq < pl:
-                    pw += 1
-                if pw == 0:
-                    rel_ack = _seq_delta(ack_seq, peer.start_seq)
-                    ack_underflow = rel_ack < 0
-                else:
-                    rel_ack = (pw << 32) + ack_seq - peer.start_seq
-                    ack_underflow = False
+                rel_ack, ack_underflow = _relative_seq(ack_seq, pl, peer.ack_wraps, peer.start_seq)
                 if ack_underflow:
                     rel_ack = 0
                 elif not flags & RST and d > 0 and not (ack_seq == 0 and d > TOO_LARGE_SEQ_DELTA):
