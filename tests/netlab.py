@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -453,26 +453,35 @@ def tcpdump(
     proc = Proc(ns, argv)
     cap = Capture(path, iface)
     try:
-        deadline = time.monotonic() + 10
-        while "listening on" not in proc.stderr:
-            if proc.popen.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"tcpdump did not start in {ns}: {proc.stderr}")
-            time.sleep(0.02)
+        _wait_ready(proc, lambda: "listening on" in proc.stderr, "tcpdump", ns)
         yield cap
         time.sleep(settle)
     finally:
-        if proc.popen.poll() is None:
-            os.kill(proc.pid, signal.SIGINT)
-        _wait_stopped(proc, 10)
-        time.sleep(0.05)  # let the stderr reader finish
-        proc.stop()
-        cap.stderr = proc.stderr
+        cap.stderr = _interrupt(proc)
     for line in cap.stderr.splitlines():
         words = line.split()
         if len(words) >= 3 and words[1:3] == ["packets", "captured"]:
             cap.packets = int(words[0])
         if len(words) >= 5 and words[1:5] == ["packets", "dropped", "by", "kernel"]:
             cap.dropped = int(words[0])
+
+
+def _wait_ready(proc: Proc, ready: Callable[[], bool], what: str, ns: str) -> None:
+    deadline = time.monotonic() + 10
+    while not ready():
+        if proc.popen.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start in {ns}: {proc.stderr}")
+        time.sleep(0.02)
+
+
+def _interrupt(proc: Proc) -> str:
+    """Stop a recorder the way Ctrl-C does (it flushes and writes its stats); its stderr."""
+    if proc.popen.poll() is None:
+        os.kill(proc.pid, signal.SIGINT)
+    _wait_stopped(proc, 10)
+    time.sleep(0.05)  # let the stderr reader finish
+    proc.stop()
+    return proc.stderr
 
 
 @contextmanager
@@ -487,22 +496,13 @@ def dumpcap(ns: str, ifaces: Sequence[str], path: Path | str, *,
     proc = Proc(ns, argv)
     cap = Capture(path, ",".join(ifaces))
     try:
-        deadline = time.monotonic() + 10
         # dumpcap -q prints nothing until the end: wait for the file and a header.
-        while not (path.exists() and path.stat().st_size > 0):
-            if proc.popen.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dumpcap did not start in {ns}: {proc.stderr}")
-            time.sleep(0.02)
+        _wait_ready(proc, lambda: path.exists() and path.stat().st_size > 0, "dumpcap", ns)
         time.sleep(0.5)
         yield cap
         time.sleep(settle)
     finally:
-        if proc.popen.poll() is None:
-            os.kill(proc.pid, signal.SIGINT)
-        _wait_stopped(proc, 10)
-        time.sleep(0.05)
-        proc.stop()
-        cap.stderr = proc.stderr
+        cap.stderr = _interrupt(proc)
 
 
 # --------------------------------------------------------------------------- reading
