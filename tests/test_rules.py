@@ -26,11 +26,10 @@ def _synack(t: int, sport: int, isn: int = 1000, sisn: int = 9000) -> tuple[int,
     return t, g.ipv4_tcp(S, C, 8080, sport, sisn, isn + 1, 0x12)
 
 
-def _kinds(tmp_path: Path, pkts: list[tuple[int, bytes]], link: str = "ether",
-           monkeypatch: pytest.MonkeyPatch | None = None) -> list[tuple[str, int]]:  # fmt: skip
+def _kinds(tmp_path: Path, pkts: list[tuple[int, bytes]], *, monkeypatch: pytest.MonkeyPatch,
+           link: str = "ether") -> list[tuple[str, int]]:  # fmt: skip
     path = tmp_path / "x.pcap"
     path.write_bytes(g.pcap([(t, g.wrap(link, p)) for t, p in pkts], g.LINKTYPE[link]))
-    assert monkeypatch is not None
     out = []
     for ref in ("0", "1"):
         monkeypatch.setenv("RSTRACE_REFERENCE", ref)
