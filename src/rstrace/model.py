@@ -214,3 +214,94 @@ KINDS = (
     "unreachable",
     "local",
 )
+
+
+# --------------------------------------------------------------------------- live host
+
+
+@dataclass(slots=True)
+class Process:
+    """A process on this host, as /proc and psutil describe it at lookup time."""
+
+    pid: int
+    name: str
+    """Kernel comm (15 bytes at most; what tracepoints print)."""
+    cmdline: list[str]
+    """argv; empty for kernel threads, zombies and processes we may not read."""
+    uid: int | None
+    """Real uid; None when it could not be read."""
+    user: str | None
+    """User name of *uid*; None when the uid has no passwd entry."""
+    unit: str | None
+    """systemd unit from /proc/PID/cgroup (e.g. nginx.service); None outside systemd."""
+    container: str | None
+    """runtime:id from /proc/PID/cgroup (docker:, containerd:, cri-o:, podman:, lxc:)."""
+    cgroup: str | None
+    """The cgroup path the unit/container was read from (v2 path, else name=systemd)."""
+    netns: int | None
+    """Inode of /proc/PID/ns/net: which network namespace the process lives in."""
+
+
+@dataclass(slots=True)
+class SockInfo:
+    """One TCP socket of the current network namespace (netlink sock_diag or /proc/net/tcp)."""
+
+    version: int
+    """IP version: 4 or 6."""
+    state: str
+    """Kernel TCP state name: LISTEN, SYN_SENT, ESTABLISHED, TIME_WAIT ..."""
+    src: str
+    """Local address, textual (an IPv6 socket's IPv4-mapped address as plain IPv4)."""
+    sport: int
+    dst: str
+    """Remote address (:: / 0.0.0.0 for a listener)."""
+    dport: int
+    inode: int
+    """Socket inode (the N of socket:[N] in /proc/PID/fd); 0 for TIME_WAIT/SYN_RECV."""
+    uid: int
+    """Owner uid of the socket."""
+    cookie: int | None
+    """Kernel socket cookie (what tcp tracepoints and BPF see); None from /proc/net/tcp."""
+    rqueue: int
+    """LISTEN: accept queue length (connections waiting for accept()); else unread bytes."""
+    wqueue: int | None
+    """LISTEN: backlog (sk_max_ack_backlog; None from /proc/net/tcp); else unsent bytes."""
+
+
+@dataclass(slots=True)
+class Listener:
+    """A listening TCP socket and the processes holding it."""
+
+    version: int
+    addr: str
+    """Bound address (0.0.0.0 / :: for any)."""
+    port: int
+    inode: int
+    uid: int
+    cookie: int | None
+    accept_queue: int
+    """Connections completed by the kernel and not yet accept()ed."""
+    backlog: int | None
+    """listen() backlog as the kernel clamped it (somaxconn); the queue holds backlog + 1.
+    None when read from /proc/net/tcp, which does not show it."""
+    processes: list[Process] = field(default_factory=list)
+    """Every process with the socket in its fd table (forked workers share one)."""
+
+
+@dataclass(slots=True)
+class ExpectedListener:
+    """A systemd unit that says it should listen on a port."""
+
+    unit: str
+    """Unit name, e.g. metrics-push.socket."""
+    path: str
+    """The unit file (or drop-in) that says so."""
+    port: int
+    address: str | None
+    """Bind address from ListenStream= (None: all addresses)."""
+    directive: str
+    """The line that matched, e.g. ListenStream=127.0.0.1:7211."""
+    service: str | None
+    """For a .socket unit: the service it starts (Service= or the same name)."""
+    guess: bool
+    """True when only a .service's ExecStart=/Environment= mentions the port."""
