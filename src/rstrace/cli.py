@@ -150,3 +150,92 @@ def analyze(
         click.echo(f"rstrace: warning: {w}", err=True)
     if exit_code and res.failed:
         sys.exit(EXIT_FAILURES)
+
+
+STATS_EXAMPLES = """
+\b
+examples:
+  rstrace stats                        # failure counters over 1 s, with meanings
+  rstrace stats -i 5 -c 0              # every 5 s until Ctrl-C (like vmstat)
+  rstrace stats --changed -c 0         # only the counters that moved
+  rstrace stats --all                  # every counter of snmp, netstat, snmp6
+  rstrace stats --kernel               # the kernel function behind each counter
+  rstrace stats --netns web            # inside network namespace web (root)
+  rstrace stats --json -c 10           # JSON Lines, schema rstrace.stats/1
+"""
+
+
+@main.command(epilog=STATS_EXAMPLES)
+@click.option(
+    "-i",
+    "--interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Seconds between the two readings of each interval.",
+)
+@click.option(
+    "-c",
+    "--count",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Intervals to print; 0: until Ctrl-C.",
+)
+@click.option("--all", "every", is_flag=True, help="Every counter, not only failure-related.")
+@click.option("--changed", is_flag=True, help="Only counters that moved in the interval.")
+@click.option("--kernel", is_flag=True, help="Name the kernel function behind each counter.")
+@click.option("--netns", metavar="NAME", help="Read network namespace NAME (/run/netns/NAME).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per interval (rstrace.stats/1)."
+)
+def stats(
+    interval: float,
+    count: int,
+    every: bool,
+    changed: bool,
+    kernel: bool,
+    netns: str | None,
+    as_json: bool,
+) -> None:
+    """TCP counters of /proc/net/snmp, netstat and snmp6: values, rates per second,
+    and what each means as Linux counts it.
+
+    Tcp counts IPv4 and IPv6 together. AttemptFails is this host's own connect()s
+    that were refused or timed out (RFC 1213's wording is not what Linux does).
+    """
+    import shutil
+    import time
+
+    from rstrace.render.stats import render_stats_json, render_stats_text
+    from rstrace.sources import host
+    from rstrace.sources import netns as ns
+    from rstrace.stats import take_sample
+
+    if netns:
+        try:
+            ns.enter(netns)
+        except ns.NetnsError as e:
+            raise click.ClickException(str(e)) from None
+    missing = host.conntrack_missing()
+    prev = take_sample()
+    done = 0
+    try:
+        while count == 0 or done < count:
+            time.sleep(max(0.0, prev.mono + interval - time.monotonic()))
+            cur = take_sample()
+            last = count != 0 and done + 1 == count
+            kw = dict(sysctls=host.read_sysctls(), netns=netns, every=every,
+                      conntrack_missing=missing)  # fmt: skip
+            if as_json:
+                click.echo(render_stats_json(prev, cur, **kw))
+            else:
+                text = render_stats_text(
+                    prev, cur, changed=changed, kernel=kernel, footer=last or count == 0,
+                    columns=shutil.get_terminal_size((120, 24)).columns, **kw,
+                )  # fmt: skip
+                click.echo(text + ("" if last else "\n"), nl=False)
+            sys.stdout.flush()
+            prev, done = cur, done + 1
+    except KeyboardInterrupt:  # Ctrl-C ends a follow run like vmstat's: not an error
+        pass
