@@ -305,3 +305,54 @@ class ExpectedListener:
     """For a .socket unit: the service it starts (Service= or the same name)."""
     guess: bool
     """True when only a .service's ExecStart=/Environment= mentions the port."""
+
+
+@dataclass(slots=True)
+class KernelEvent:
+    """One tracepoint hit, decoded (sources/kernel.py).
+
+    The task fields (pid, tid, comm) name whoever the CPU was running: meaningful in
+    process context (connect(), close(), the syscall events), usually an unrelated
+    task or ksoftirqd when ``context`` is ``softirq``.  Addresses are the socket's
+    view: for ``send_reset`` saddr is the side that sends the RST.
+    """
+
+    ts: int
+    """Microseconds since the epoch (trace clock 'mono' plus an offset measured at start)."""
+    event: str
+    """set_state, send_reset, receive_reset, kfree_skb, connect, socket, accept."""
+    pid: int
+    """Process id (thread group) of the running task; 0 for the idle task."""
+    tid: int
+    """Thread id of the running task (the tracepoint's common_pid)."""
+    comm: str
+    """Task name as the kernel last saw it; '<...>' when unknown."""
+    context: str
+    """'process', 'softirq' or 'irq': whether pid/comm describe the socket's user."""
+    cpu: int
+    family: int | None = None
+    """IP version 4 or 6, when the event says."""
+    saddr: str | None = None
+    sport: int | None = None
+    daddr: str | None = None
+    """Destination; None when unknown (e.g. connect() failing before routing)."""
+    dport: int | None = None
+    protocol: str | None = None
+    """'tcp', 'mptcp', 'sctp' for socket events; None when the event does not say."""
+    oldstate: str | None = None
+    """set_state: TCP state names without the TCP_ prefix (CLOSE, SYN_SENT, ...)."""
+    newstate: str | None = None
+    state: str | None = None
+    """send_reset: state of the socket that sent the RST; None when there was no socket."""
+    reason: str | None = None
+    """send_reset's sk_rst_reason or kfree_skb's skb_drop_reason, by its kernel name."""
+    sock_cookie: int | None = None
+    """receive_reset: the socket cookie (as sock_diag reports it)."""
+    skaddr: int | None = None
+    """Kernel address of the socket (kfree_skb: the receiving one); joins one socket's events."""
+    ret: int | None = None
+    """Syscall events: the return value (negative errno)."""
+    errno: str | None = None
+    """Syscall events: errno name of ret (EADDRNOTAVAIL, EMFILE...)."""
+    fd: int | None = None
+    """connect: the socket's file descriptor in that process."""
