@@ -15,8 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from rstrace.model import Listener
 from rstrace.sources import sockets
-from rstrace.sources.sockets import list_listeners, parse_proc_net_tcp, tcp_sockets
+from rstrace.sources.sockets import (
+    list_listeners,
+    listeners_for,
+    parse_proc_net_tcp,
+    tcp_sockets,
+)
 
 from . import netlab
 
@@ -212,3 +218,42 @@ def test_syn_sent_client_behind_nft_drop() -> None:
     (owner,) = got["owners"][str(s["inode"])]
     assert (owner["pid"], owner["name"], owner["uid"]) == (cli["pid"], "rsts-cli-drop", 0)
     assert owner["cmdline"][0] == sys.executable
+
+
+def _v6_listener(v6only: bool) -> socket.socket:
+    s = socket.socket(socket.AF_INET6)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+    s.bind(("::", 0))
+    s.listen(2)
+    return s
+
+
+@pytest.mark.parametrize("v6only", [False, True])
+def test_listeners_for_follows_the_kernel(v6only: bool) -> None:
+    """A [::] listener takes IPv4 unless IPV6_V6ONLY: listeners_for() agrees with connect()."""
+    lsn = _v6_listener(v6only)
+    try:
+        port = lsn.getsockname()[1]
+        (lst,) = [x for x in list_listeners(owners=False) if x.port == port]
+        assert (lst.addr, lst.v6only) == ("::", v6only)
+        reached = listeners_for("127.0.0.1", port, [lst])
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            accepted = True
+        except ConnectionRefusedError:
+            accepted = False
+        assert accepted == (not v6only) == bool(reached)
+        assert listeners_for("::1", port, [lst]) == [lst]
+        assert listeners_for("::1", port + 1 if port < 65535 else 1, [lst]) == []
+    finally:
+        lsn.close()
+
+
+def test_listeners_for_prefers_the_exact_address() -> None:
+    def lst(addr: str, version: int, v6only: bool | None = None) -> Listener:
+        return Listener(version, addr, 7211, 1, 0, None, 0, 1, [], v6only)
+
+    exact, any4, any6 = lst("127.0.0.1", 4), lst("0.0.0.0", 4), lst("::", 6, False)
+    other = lst("127.0.0.2", 4)
+    assert listeners_for("127.0.0.1", 7211, [any6, other, any4, exact]) == [exact, any4, any6]
+    assert listeners_for("127.0.0.3", 7211, [other]) == []

@@ -266,6 +266,8 @@ class SockInfo:
     """LISTEN: accept queue length (connections waiting for accept()); else unread bytes."""
     wqueue: int | None
     """LISTEN: backlog (sk_max_ack_backlog; None from /proc/net/tcp); else unsent bytes."""
+    v6only: bool | None = None
+    """IPv6 sockets: IPV6_V6ONLY (False: a [::] listener also takes IPv4). None otherwise."""
 
 
 @dataclass(slots=True)
@@ -286,6 +288,8 @@ class Listener:
     None when read from /proc/net/tcp, which does not show it."""
     processes: list[Process] = field(default_factory=list)
     """Every process with the socket in its fd table (forked workers share one)."""
+    v6only: bool | None = None
+    """IPv6 listeners: IPV6_V6ONLY (False: [::] also accepts IPv4). None otherwise."""
 
 
 @dataclass(slots=True)

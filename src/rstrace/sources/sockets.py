@@ -24,6 +24,7 @@ from .units import expected_listeners, service_name
 __all__ = [
     "expected_listeners",
     "list_listeners",
+    "listeners_for",
     "owners_by_inode",
     "parse_proc_net_tcp",
     "process_info",
@@ -85,11 +86,18 @@ def _diag(mask: int) -> list[SockInfo] | None:
                             cookie=m["idiag_cookie"],
                             rqueue=m["idiag_rqueue"],
                             wqueue=m["idiag_wqueue"],
+                            v6only=_v6only(m) if version == 6 else None,
                         )
                     )
     except OSError:  # EPROTONOSUPPORT: no NETLINK_SOCK_DIAG in this kernel
         return None
     return out
+
+
+def _v6only(msg: object) -> bool | None:
+    # INET_DIAG_SKV6ONLY: sent for every IPv6 socket (inet_diag_msg_attrs_fill).
+    value = msg.get_attr("INET_DIAG_SKV6ONLY")  # type: ignore[attr-defined]
+    return None if value is None else bool(value)
 
 
 def _unmap(addr: str) -> str:
@@ -187,6 +195,28 @@ def list_listeners(*, owners: bool = True) -> list[Listener]:
             accept_queue=s.rqueue,
             backlog=s.wqueue,
             processes=who.get(s.inode, []),
+            v6only=s.v6only,
         )
         for s in sorted(socks, key=lambda s: (s.sport, s.version, s.src))
     ]
+
+
+def listeners_for(addr: str, port: int, listeners: Iterable[Listener]) -> list[Listener]:
+    """The listeners a SYN to *addr*:*port* would reach, as the kernel picks them.
+
+    An exact address, the wildcard of its family (0.0.0.0 / ::), or, for IPv4, a [::]
+    listener without IPV6_V6ONLY (unknown from /proc/net/tcp6: Linux's default is
+    dual-stack). Most specific first; empty when nothing would take it.
+    """
+    ip = ipaddress.ip_address(addr)
+    exact, wild, dual = [], [], []
+    for lst in listeners:
+        if lst.port != port:
+            continue
+        if ipaddress.ip_address(lst.addr) == ip:
+            exact.append(lst)
+        elif lst.version == ip.version and lst.addr in ("0.0.0.0", "::"):
+            wild.append(lst)
+        elif ip.version == 4 and lst.addr == "::" and lst.v6only is not True:
+            dual.append(lst)
+    return exact + wild + dual
