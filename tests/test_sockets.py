@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -257,3 +258,65 @@ def test_listeners_for_prefers_the_exact_address() -> None:
     other = lst("127.0.0.2", 4)
     assert listeners_for("127.0.0.1", 7211, [any6, other, any4, exact]) == [exact, any4, any6]
     assert listeners_for("127.0.0.3", 7211, [other]) == []
+
+
+# ----------------------------------------------------------------- rstrace sockets
+
+
+def _rstrace(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rstrace", "sockets", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_port_shows_the_listener_and_its_queue() -> None:
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(7)
+    cli = socket.create_connection(lsn.getsockname(), timeout=5)
+    try:
+        port = lsn.getsockname()[1]
+        p = _rstrace("--port", str(port))
+        assert p.returncode == 0, p.stderr
+        line = next(ln for ln in p.stdout.splitlines() if ln.startswith(f"127.0.0.1:{port} "))
+        assert line.split()[1] == "1/7"
+        assert f"pid {os.getpid()}" in line
+        doc = json.loads(_rstrace("--all", "--json", "--port", str(port)).stdout)
+        assert doc["schema"] == "rstrace.sockets/1"
+        client = next(s for s in doc["sockets"] if s["sport"] == cli.getsockname()[1])
+        assert client["state"] == "ESTABLISHED" and client["dport"] == port
+        assert [p["pid"] for p in client["processes"]] == [os.getpid()]
+    finally:
+        cli.close()
+        lsn.close()
+
+
+def test_cli_closed_port_names_who_should_listen() -> None:
+    with socket.socket() as s:  # a port nobody listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        units = Path(__file__).parent / "data" / "systemd"
+        p = _rstrace("--port", str(port), "--unit-dir", str(units / "etc/systemd/system"))
+    assert p.returncode == 1
+    assert f"nothing listens on TCP port {port}" in p.stdout
+    assert "no systemd unit declares this port" in p.stdout
+    if any(x.port == 7211 for x in list_listeners(owners=False)):
+        pytest.skip("something on this host listens on 7211")
+    p = _rstrace(
+        "--port",
+        "7211",
+        "--unit-dir",
+        str(units / "etc/systemd/system"),
+        "--unit-dir",
+        str(units / "usr/lib/systemd/system"),
+    )
+    assert p.returncode == 1
+    assert (
+        "should listen (systemd): metrics-sink.socket: ListenStream=127.0.0.1:7211, "
+        "starts metrics-collector.service" in p.stdout
+    )
+    assert "maybe (systemd): env-sink.service" in p.stdout

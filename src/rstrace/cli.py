@@ -239,3 +239,83 @@ def stats(
             prev, done = cur, done + 1
     except KeyboardInterrupt:  # Ctrl-C ends a follow run like vmstat's: not an error
         pass
+
+
+SOCKETS_EXAMPLES = """
+\b
+examples:
+  rstrace sockets                  # listeners: queue/backlog, process, unit, container
+  rstrace sockets --all            # every TCP socket with its state and owner
+  rstrace sockets --port 7211      # who listens on 7211, or who should (exit 1: nobody)
+  rstrace sockets --json           # the records as JSON (schema rstrace.sockets/1)
+"""
+
+
+@main.command(epilog=SOCKETS_EXAMPLES)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Only this port; say who should listen."
+)
+@click.option("--all", "all_", is_flag=True, help="Every TCP socket, not only listeners.")
+@click.option("--json", "as_json", is_flag=True, help="JSON (schema rstrace.sockets/1).")
+@click.option(
+    "--unit-dir",
+    "unit_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Read systemd units from DIR (repeatable) instead of the standard directories.",
+)
+def sockets(port: int | None, all_: bool, as_json: bool, unit_dirs: tuple[str, ...]) -> None:
+    """TCP listeners and sockets of this network namespace and the processes behind them.
+
+    Accept-queue length and backlog come from netlink sock_diag (like `ss -ltn`); the
+    owning process, its systemd unit and container from /proc. Without root, processes
+    of other users are not shown.
+    """
+    import dataclasses
+    import json
+
+    from rstrace.render import sockets as render
+    from rstrace.sources import sockets as src
+    from rstrace.sources.units import UNIT_DIRS
+
+    listeners = src.list_listeners()
+    if port is not None:
+        listeners = [x for x in listeners if x.port == port]
+    socks, owners = [], {}
+    if all_:
+        socks = [s for s in src.tcp_sockets() if port in (None, s.sport, s.dport)]
+        owners = src.owners_by_inode(inodes={s.inode for s in socks if s.inode})
+    expected, service = [], None
+    if port is not None:
+        expected = src.expected_listeners(port, unit_dirs or UNIT_DIRS)
+        service = src.service_name(port)
+    if as_json:
+        doc: dict[str, object] = {
+            "schema": "rstrace.sockets/1",
+            "listeners": [dataclasses.asdict(x) for x in listeners],
+        }
+        if all_:
+            doc["sockets"] = [
+                {
+                    **dataclasses.asdict(s),
+                    "processes": [dataclasses.asdict(p) for p in owners.get(s.inode, [])],
+                }
+                for s in socks
+            ]
+        if port is not None:
+            doc["port"] = {
+                "port": port,
+                "service": service,
+                "expected": [dataclasses.asdict(e) for e in expected],
+            }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif all_:
+        render.render_sockets(socks, owners, sys.stdout)
+    elif port is not None:
+        render.render_port(port, listeners, expected, service, sys.stdout)
+    else:
+        render.render_listeners(listeners, sys.stdout)
+    if os.geteuid() != 0:
+        click.echo("rstrace: note: not root: processes of other users are not shown", err=True)
+    if port is not None and not listeners:
+        sys.exit(EXIT_FAILURES)
