@@ -320,3 +320,23 @@ def test_cli_closed_port_names_who_should_listen() -> None:
         "starts metrics-collector.service" in p.stdout
     )
     assert "maybe (systemd): env-sink.service" in p.stdout
+
+
+@pytest.mark.root
+def test_cli_netns_shows_a_full_queue_and_its_owner() -> None:
+    port = 7313
+    with netlab.lab("single") as lb:
+        srv = _start(lb, role="listen", name="rsts-lsn-cli", port=port, backlog=1)
+        _start(lb, role="connect", name="rsts-cli-cli", port=port, count=3)
+        lb.python(lb.client, _QUERY, {"port": port, "queue": 2})  # wait for the queue
+        p = _rstrace("--netns", lb.client, "--port", str(port))
+    assert p.returncode == 0, p.stderr
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith(f"127.0.0.1:{port} "))
+    assert line.split()[1:3] == ["2/1", "FULL"]
+    assert f"rsts-lsn-cli (pid {srv['pid']}, user root" in line
+
+
+def test_cli_unknown_netns_is_one_line() -> None:
+    p = _rstrace("--netns", "rsts-no-such-ns")
+    assert p.returncode == 2
+    assert p.stderr.startswith("rstrace: error: ") and p.stderr.count("\n") == 1

@@ -248,6 +248,7 @@ examples:
   rstrace sockets --all            # every TCP socket with its state and owner
   rstrace sockets --port 7211      # who listens on 7211, or who should (exit 1: nobody)
   rstrace sockets --json           # the records as JSON (schema rstrace.sockets/1)
+  rstrace sockets --netns web      # inside network namespace web (root)
 """
 
 
@@ -264,7 +265,10 @@ examples:
     type=click.Path(file_okay=False),
     help="Read systemd units from DIR (repeatable) instead of the standard directories.",
 )
-def sockets(port: int | None, all_: bool, as_json: bool, unit_dirs: tuple[str, ...]) -> None:
+@click.option("--netns", metavar="NAME", help="Read network namespace NAME (/run/netns/NAME).")
+def sockets(
+    port: int | None, all_: bool, as_json: bool, unit_dirs: tuple[str, ...], netns: str | None
+) -> None:
     """TCP listeners and sockets of this network namespace and the processes behind them.
 
     Accept-queue length and backlog come from netlink sock_diag (like `ss -ltn`); the
@@ -275,9 +279,15 @@ def sockets(port: int | None, all_: bool, as_json: bool, unit_dirs: tuple[str, .
     import json
 
     from rstrace.render import sockets as render
+    from rstrace.sources import netns as ns
     from rstrace.sources import sockets as src
     from rstrace.sources.units import UNIT_DIRS
 
+    if netns:
+        try:
+            ns.enter(netns)
+        except ns.NetnsError as e:
+            raise click.ClickException(str(e)) from None
     listeners = src.list_listeners()
     if port is not None:
         listeners = [x for x in listeners if x.port == port]
