@@ -88,11 +88,12 @@ COUNTERS: dict[str, CounterInfo] = {
         "tcp_listendrop() (include/net/tcp.h), from tcp_conn_request() and tcp_v4_syn_recv_sock()",
     ),
     "TcpExt.TCPReqQFullDrop": CounterInfo(
-        "incoming SYNs dropped because the SYN queue was full and SYN cookies are off",
+        "incoming SYNs dropped because the listener's SYN queue (as long as its listen() "
+        "backlog) was full and SYN cookies are off",
         "tcp_syn_flood_action() (tcp_input.c)",
     ),
     "TcpExt.TCPReqQFullDoCookies": CounterInfo(
-        "SYN queue full: answered with a SYN cookie instead of dropping",
+        "SYN queue full (or tcp_syncookies=2): answered with a SYN cookie, not dropped",
         "tcp_syn_flood_action() (tcp_input.c)",
     ),
     "TcpExt.SyncookiesSent": CounterInfo(
@@ -104,7 +105,8 @@ COUNTERS: dict[str, CounterInfo] = {
         "cookie_v4_check()/cookie_v6_check() (syncookies.c)",
     ),
     "TcpExt.SyncookiesFailed": CounterInfo(
-        "ACKs to a listener that were no valid SYN cookie (late, forged, or the cookie expired)",
+        "ACKs to a listener that sent SYN cookies in the last seconds that carried no valid "
+        "cookie (late, forged, or the cookie expired); not counted when no cookie was sent",
         "cookie_v4_check()/cookie_v6_check() (syncookies.c)",
     ),
     "TcpExt.EmbryonicRsts": CounterInfo(
@@ -156,7 +158,8 @@ COUNTERS: dict[str, CounterInfo] = {
         "tcp_data_queue() (tcp_input.c)",
     ),
     "TcpExt.PAWSEstab": CounterInfo(
-        "segments on established connections dropped by PAWS (old timestamp)",
+        "segments on established connections dropped by PAWS (timestamp older than the "
+        "last one seen)",
         "tcp_validate_incoming() (tcp_input.c)",
     ),
     "TcpExt.TCPChallengeACK": CounterInfo(
@@ -169,18 +172,19 @@ COUNTERS: dict[str, CounterInfo] = {
         "tcp_validate_incoming() (tcp_input.c)",
     ),
     "Ip.OutNoRoutes": CounterInfo(
-        "packets and connect()s with no route (connect() fails with ENETUNREACH before "
-        "any packet leaves)",
-        "tcp_v4_connect() (tcp_ipv4.c), ip_route_output paths (route.c)",
+        "IPv4 packets and connect()s with no route (connect() fails with ENETUNREACH "
+        "before any packet leaves)",
+        "tcp_v4_connect() (tcp_ipv4.c), __ip_queue_xmit() (ip_output.c)",
     ),
     "Icmp.InDestUnreachs": CounterInfo(
         "ICMP destination-unreachable received (a REJECT with icmp-port-unreachable, a "
-        "router without a route)",
-        "icmp_rcv() (icmp.c)",
+        "router without a route); one per SYN: when it arrives while connect() holds its "
+        "socket it is a soft error and the SYN is retried, so a refusal can count twice",
+        "icmp_rcv() (icmp.c); the error reaches TCP in tcp_v4_err() (tcp_ipv4.c)",
     ),
     "Icmp.OutDestUnreachs": CounterInfo(
         "ICMP destination-unreachable sent by this host",
-        "icmp_send() -> icmp_out_count() (icmp.c)",
+        "icmp_out_count() (icmp.c), from __icmp_send()",
     ),
     "Icmp6.InDestUnreachs": CounterInfo(
         "ICMPv6 destination-unreachable received", "icmpv6_rcv() (ipv6/icmp.c)"

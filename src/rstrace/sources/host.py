@@ -13,13 +13,15 @@ from pathlib import Path
 # sysctl name -> what it decides, for a failed connection.
 SYSCTLS: dict[str, str] = {
     "net.core.somaxconn": "upper bound of every listen() backlog (accept queue length)",
-    "net.ipv4.tcp_max_syn_backlog": "half-open connections a listener keeps before it drops "
-    "SYNs (or answers with cookies)",
+    "net.ipv4.tcp_max_syn_backlog": "with tcp_syncookies=0 only: SYNs from unproven peers are "
+    "dropped once a listener's SYN queue fills 3/4 of it (the queue itself is as long as "
+    "the listen() backlog)",
     "net.ipv4.tcp_abort_on_overflow": "1: a full accept queue answers the handshake's last ACK "
     "with RST; 0: drops it, so the client retries",
     "net.ipv4.tcp_syncookies": "1: SYN cookies when the SYN queue is full; 2: always; 0: never "
     "(full queue drops SYNs)",
-    "net.ipv4.tcp_syn_retries": "SYN retransmissions before connect() gives up with ETIMEDOUT",
+    "net.ipv4.tcp_syn_retries": "how long connect() retries its SYN before ETIMEDOUT "
+    "(default 6: about 2 minutes)",
     "net.ipv4.ip_local_port_range": "ephemeral ports for connect(): when all are busy to one "
     "destination, connect() fails with EADDRNOTAVAIL",
 }
