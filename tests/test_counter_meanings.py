@@ -17,7 +17,7 @@ from tests import netlab
 PRELUDE = """
 import json, select, socket, struct, sys, time
 def counters():
-    return [open("/proc/net/" + f).read() for f in ("snmp", "netstat")]
+    return [open("/proc/net/" + f).read() for f in ("snmp", "netstat", "snmp6")]
 def ext(txt):  # TcpExt's header and value lines (netstat's first two) as a dict
     lines = txt.splitlines()
     return dict(zip(lines[0].split()[1:], map(int, lines[1].split()[1:])))
@@ -45,6 +45,28 @@ def _ruleset(rule: str) -> str:
 
 def _delta_of(d: dict, *keys: str) -> dict:
     return {k: d[k] for k in keys}
+
+
+@pytest.mark.root
+def test_ipv6_connects_count_in_the_one_tcp_group() -> None:
+    """Refused connect()s to ::1 count in Tcp (snmp6 has no TCP group); only Ip6 moves."""
+    body = """
+fails = 0
+for _ in range(3):
+    c = socket.socket(socket.AF_INET6)
+    try:
+        c.connect(("::1", 7404))
+    except ConnectionRefusedError:
+        fails += 1
+    c.close()
+RESULT = fails
+"""
+    with netlab.lab("single", ipv6=True) as lb:
+        d, res = _run(lb, lb.client, body)
+    assert res == 3
+    assert d["Tcp.ActiveOpens"] == d["Tcp.AttemptFails"] == d["Tcp.OutRsts"] == 3
+    assert d["Ip6.InReceives"] == 6 and d["Ip.InReceives"] == 0  # 3 SYNs and 3 RSTs
+    assert not [k for k in d if k.startswith("Tcp6")]
 
 
 @pytest.mark.root
@@ -167,9 +189,9 @@ def test_firewall_answers_are_not_tcp_rsts_of_the_server(rule: str, client_count
     second ICMP ends the connect(). So 3 connect()s can take 6 ICMPs."""
     with netlab.lab("direct") as lb:
         lb.nft(lb.server, _ruleset(f"tcp dport 7401 {rule}"))
-        srv_before = netlab.ns_run(lb.server, ["cat", "/proc/net/snmp", "/proc/net/netstat"])
+        srv_before = netlab.ns_run(lb.server, ["cat", "/proc/net/snmp"])
         d, res = _run(lb, lb.client, REFUSE3, [lb.server_ip, 7401])
-        srv_after = netlab.ns_run(lb.server, ["cat", "/proc/net/snmp", "/proc/net/netstat"])
+        srv_after = netlab.ns_run(lb.server, ["cat", "/proc/net/snmp"])
     assert res == ["ConnectionRefusedError"] * 3
     assert d["Tcp.AttemptFails"] == 3
     srv = deltas(parse_counters(srv_before.stdout), parse_counters(srv_after.stdout))

@@ -103,3 +103,10 @@ def test_bad_pairs(text: str, msg: str) -> None:
 def test_bad_snmp6(line: str) -> None:
     with pytest.raises(CounterParseError, match="snmp6"):
         parse_snmp6(line + "\n")
+
+
+def test_per_type_icmp_counter_appearing_counts_from_zero() -> None:
+    """IcmpMsg lines list only the types seen so far: a new one was 0 before."""
+    before = parse_pairs("Tcp: AttemptFails\nTcp: 4\n")
+    after = parse_pairs("Tcp: AttemptFails\nTcp: 5\nIcmpMsg: InType3\nIcmpMsg: 2\n")
+    assert deltas(before, after) == {"Tcp.AttemptFails": 1, "IcmpMsg.InType3": 2}

@@ -244,3 +244,16 @@ def test_enter_from_a_thread_is_refused() -> None:
         t.join()
     assert len(errors) == 1 and isinstance(errors[0], netns.NetnsError)
     assert "main thread" in str(errors[0])
+
+
+@pytest.mark.root
+def test_stats_needs_no_root_without_netns() -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "rstrace", "stats", "-i", "0.1", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        preexec_fn=lambda: os.setuid(65534),  # nobody
+    )  # fmt: skip
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["netns"] is None and "Tcp.AttemptFails" in doc["counters"]
+    assert doc["sysctls"]["net.core.somaxconn"].isdigit()

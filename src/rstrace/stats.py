@@ -61,7 +61,7 @@ def compare(prev: Sample, cur: Sample, *, every: bool = False) -> list[Row]:
     rows: list[Row] = []
     for key in keys:
         value = cur.counters[key]
-        delta = value - prev.counters.get(key, value)
+        delta = value - prev.counters.get(key, 0)  # absent before: a zero ICMP type counter
         info = COUNTERS.get(key)
         rate = None if info is not None and info.gauge else delta / seconds
         rows.append(Row(key, value, delta, rate, info))

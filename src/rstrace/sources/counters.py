@@ -267,5 +267,9 @@ def read_counters(proc_root: Path = Path("/proc")) -> dict[str, int]:
 
 
 def deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    """after - before for every counter present in both."""
-    return {k: v - before[k] for k, v in after.items() if k in before}
+    """after - before for every counter of *after*.
+
+    A counter missing from *before* was 0: the kernel prints the per-type ICMP counters
+    (IcmpMsg.InType3, Icmp6.OutType1 ...) only once they are non-zero.
+    """
+    return {k: v - before.get(k, 0) for k, v in after.items()}
