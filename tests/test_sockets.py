@@ -340,3 +340,61 @@ def test_cli_unknown_netns_is_one_line() -> None:
     p = _rstrace("--netns", "rsts-no-such-ns")
     assert p.returncode == 2
     assert p.stderr.startswith("rstrace: error: ") and p.stderr.count("\n") == 1
+
+
+@pytest.mark.root
+def test_cookie_is_the_one_tcp_receive_reset_carries() -> None:
+    """sock_diag's cookie joins kernel events: the client socket's cookie read here is the
+    sock_cookie of tcp:tcp_receive_reset when the server aborts the connection."""
+    import struct
+    import time
+
+    from rstrace.sources.kernel import KernelTrace
+
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(1)
+    cli = socket.create_connection(lsn.getsockname(), timeout=5)
+    conn, _ = lsn.accept()
+    try:
+        inode = os.fstat(cli.fileno()).st_ino
+        (mine,) = [s for s in tcp_sockets(["ESTABLISHED"]) if s.inode == inode]
+        with KernelTrace() as kt:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # SO_LINGER 0: the server sends a RST, the client receives it
+            recv = []
+            deadline = time.monotonic() + 5
+            while not recv and time.monotonic() < deadline:
+                recv = [
+                    e
+                    for e in kt.poll()
+                    if e.event == "receive_reset" and e.sport == cli.getsockname()[1]
+                ]
+                time.sleep(0.05)
+        assert recv, "no tcp:tcp_receive_reset for the client socket"
+        assert recv[0].sock_cookie == mine.cookie
+    finally:
+        cli.close()
+        lsn.close()
+
+
+@pytest.mark.root
+def test_unprivileged_user_sees_queues_but_not_roots_processes() -> None:
+    """sock_diag needs no privilege; another user's /proc/PID/fd does: the listener is
+    shown with its queue and no owner, plus a one-line note, never a traceback."""
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(6)
+    try:
+        port = lsn.getsockname()[1]
+        p = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-m", "rstrace", "sockets", "--json", "--port", str(port)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        lsn.close()
+    assert p.returncode == 0, p.stderr
+    (lst,) = json.loads(p.stdout)["listeners"]
+    assert (lst["port"], lst["backlog"], lst["accept_queue"], lst["processes"]) == (port, 6, 0, [])
+    assert p.stderr == "rstrace: note: not root: processes of other users are not shown\n"
