@@ -1,6 +1,6 @@
 """TCP sockets of the current network namespace, and the listeners with their queues.
 
-Read with netlink sock_diag (pyroute2's DiagSocket), the mechanism of ``ss``: it gives a
+Read with netlink sock_diag (sockdiag.py), the mechanism of ``ss``: it gives a
 listener's accept-queue length (idiag_rqueue) and backlog (idiag_wqueue), and the socket
 cookie that tcp tracepoints carry. /proc/net/tcp{,6} is the fallback when sock_diag is
 missing (no CONFIG_INET_DIAG, or the inet_diag module not loaded): it has the 4-tuple,
@@ -12,6 +12,7 @@ look into another one. Socket inodes, and so owners_by_inode(), are host-wide.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 
 from ..model import Listener, SockInfo
 from .procinfo import owners_by_inode, process_info
+from .sockdiag import dump
 from .units import expected_listeners, service_name
 
 __all__ = [
@@ -61,43 +63,26 @@ def _state_mask(states: Iterable[str] | None) -> int:
     return sum(1 << n for n, name in STATES.items() if name in wanted)
 
 
+def _ntop(raw: bytes) -> str:
+    return _unmap(socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw))
+
+
 def _diag(mask: int) -> list[SockInfo] | None:
-    """Sockets from sock_diag; None when the netlink family itself is unavailable."""
-    try:
-        from pyroute2 import DiagSocket
-    except ImportError:
-        return None
+    """Sockets from sock_diag; None when this kernel does not offer it."""
     out: list[SockInfo] = []
-    try:
-        with DiagSocket() as ds:
-            ds.bind()
-            for family, version in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
-                for m in ds.get_sock_stats(family=family, states=mask):
-                    out.append(
-                        SockInfo(
-                            version=version,
-                            state=STATES.get(m["idiag_state"], str(m["idiag_state"])),
-                            src=_unmap(m["idiag_src"]),
-                            sport=m["idiag_sport"],
-                            dst=_unmap(m["idiag_dst"]),
-                            dport=m["idiag_dport"],
-                            inode=m["idiag_inode"],
-                            uid=m["idiag_uid"],
-                            cookie=m["idiag_cookie"],
-                            rqueue=m["idiag_rqueue"],
-                            wqueue=m["idiag_wqueue"],
-                            v6only=_v6only(m) if version == 6 else None,
-                        )
-                    )
-    except OSError:  # EPROTONOSUPPORT: no NETLINK_SOCK_DIAG in this kernel
-        return None
+    for family, version in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
+        try:
+            records = dump(family, mask)
+        except OSError as e:
+            if version == 6 and e.errno == errno.ENOENT:
+                continue  # IPv6 off (no inet6_diag): there are no IPv6 sockets
+            return None  # no NETLINK_SOCK_DIAG, or no inet_diag/tcp_diag
+        for _fam, st, src, sport, dst, dport, cookie, rq, wq, uid, inode, v6only in records:
+            out.append(
+                SockInfo(version, STATES.get(st, str(st)), _ntop(src), sport, _ntop(dst), dport,
+                         inode, uid, cookie, rq, wq, v6only)
+            )  # fmt: skip
     return out
-
-
-def _v6only(msg: object) -> bool | None:
-    # INET_DIAG_SKV6ONLY: sent for every IPv6 socket (inet_diag_msg_attrs_fill).
-    value = msg.get_attr("INET_DIAG_SKV6ONLY")  # type: ignore[attr-defined]
-    return None if value is None else bool(value)
 
 
 def _unmap(addr: str) -> str:
@@ -173,11 +158,7 @@ def tcp_sockets(states: Iterable[str] | None = None) -> list[SockInfo]:
     """
     mask = _state_mask(states)
     found = _diag(mask)
-    if found:
-        return found
-    # Empty from sock_diag: either there are no such sockets, or inet_diag is missing
-    # (pyroute2 hides the netlink error and returns nothing). /proc/net/tcp tells which.
-    return _proc_net(mask)
+    return _proc_net(mask) if found is None else found
 
 
 def list_listeners(*, owners: bool = True) -> list[Listener]:
