@@ -114,3 +114,26 @@ def test_zombie_lookup_does_not_crash() -> None:
         assert socket_inodes(child.pid) == set()
     finally:
         child.wait(timeout=10)
+
+
+def test_name_is_the_kernel_comm(tmp_path: Path) -> None:
+    """A program with a long name: the kernel keeps 15 bytes of it (what tracepoints print);
+    psutil's name() would give the whole argv[0]. The record keeps the comm."""
+    import shutil
+
+    prog = tmp_path / "rsts-long-sleeper-program"
+    shutil.copy("/bin/sleep", prog)
+    child = subprocess.Popen([str(prog), "30"])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until exec() has replaced the forked python
+            if Path(f"/proc/{child.pid}/comm").read_text().startswith("rsts-"):
+                break
+            time.sleep(0.01)
+        info = process_info(child.pid)
+        assert info is not None
+        assert info.name == "rsts-long-sleep"
+        assert info.cmdline == [str(prog), "30"]
+    finally:
+        child.kill()
+        child.wait(timeout=10)

@@ -398,3 +398,26 @@ def test_unprivileged_user_sees_queues_but_not_roots_processes() -> None:
     (lst,) = json.loads(p.stdout)["listeners"]
     assert (lst["port"], lst["backlog"], lst["accept_queue"], lst["processes"]) == (port, 6, 0, [])
     assert p.stderr == "rstrace: note: not root: processes of other users are not shown\n"
+
+
+def test_without_sock_diag_the_proc_files_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel without inet_diag cannot be made here (it is built in): the dump is made to
+    fail with the errno such a kernel returns, and the real /proc/net/tcp answers instead,
+    with the queue but without backlog and cookie."""
+    import errno
+
+    def no_diag(*_args: object) -> list:
+        raise OSError(errno.ENOENT, "No such file or directory")
+
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(3)
+    cli = socket.create_connection(lsn.getsockname(), timeout=5)
+    try:
+        monkeypatch.setattr(sockets, "dump", no_diag)
+        (lst,) = [x for x in list_listeners() if x.port == lsn.getsockname()[1]]
+        assert (lst.accept_queue, lst.backlog, lst.cookie) == (1, None, None)
+        assert os.getpid() in [p.pid for p in lst.processes]
+    finally:
+        cli.close()
+        lsn.close()

@@ -128,7 +128,10 @@ def process_info(pid: int, proc: str = PROC) -> Process | None:
     try:
         p = psutil.Process(pid)
         with p.oneshot():
-            name = p.name()
+            # The kernel's comm, as tracepoints print it: psutil's name() swaps a full
+            # 15-byte comm for the longer argv[0] when that starts with it.
+            comm = _read(f"{proc}/{pid}/comm")
+            name = comm.rstrip("\n") if comm is not None else p.name()
             uid = p.uids().real
             try:
                 cmdline = p.cmdline()
