@@ -7,6 +7,7 @@ socket pointers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -64,7 +65,10 @@ def test_plan_on_this_kernels_formats_enables_all_and_builds_filters() -> None:
     assert set(p.formats) == {"set_state", "send_reset", "receive_reset", "kfree_skb",
                               "enter_connect", "connect", "socket", "accept"}  # fmt: skip
     assert p.paths["accept"] == ["syscalls/sys_exit_accept", "syscalls/sys_exit_accept4"]
-    assert p.filters["sock/inet_sock_set_state"] == "protocol == 6"
+    assert p.filters["sock/inet_sock_set_state"] == (
+        "protocol == 6 && (oldstate == 2 || newstate == 2 || newstate == 10 || "
+        "(oldstate == 1 && newstate == 7))"
+    )
     drop = p.filters["skb/kfree_skb"]
     assert "reason == 40" in drop and "reason == 12" in drop and "reason == 3 " in drop
     assert "reason == 2 " not in drop  # NOT_SPECIFIED: noise
@@ -268,6 +272,12 @@ def test_abort_so_linger_zero_and_close_with_unread_data() -> None:
     assert [(e.reason, e.state) for e in unread] == [("TCP_ABORT_ON_CLOSE", "CLOSE")]
     got = [e for e in events if e.event == "receive_reset" and e.dport == linger_port]
     assert len(got) == 1
+    # The kernel filter keeps ESTABLISHED->CLOSE (the peer's reset) but not the
+    # FIN_WAIT/CLOSE_WAIT transitions of an orderly close.
+    ours = {linger_port, unread_port}
+    states = {(e.oldstate, e.newstate) for e in events if {e.sport, e.dport} & ours}
+    assert ("ESTABLISHED", "CLOSE") in states
+    assert not {s for s in states if "FIN_WAIT1" in s or "CLOSE_WAIT" in s}
 
 
 _OVERFLOW_SERVER = r"""
@@ -393,6 +403,19 @@ def test_local_port_exhaustion_gives_a_connect_error_with_pid_and_destination() 
 
 
 @pytest.mark.root
+def test_lost_counts_what_a_too_small_buffer_could_not_keep() -> None:
+    port = _free_port()
+    with KernelTrace(buffer_kb=8) as kt:
+        assert kt.lost() == 0
+        for _ in range(1000):  # ~5 events each; nobody reads meanwhile
+            with socket.socket() as s, contextlib.suppress(ConnectionRefusedError):
+                s.connect(("127.0.0.1", port))
+        lost = kt.lost()
+        got = [e for e in kt.poll() if port in (e.sport, e.dport)]
+    assert lost > 0 and len(got) < 5000
+
+
+@pytest.mark.root
 def test_syscalls_off_means_no_syscall_events() -> None:
     with KernelTrace() as kt:
         assert not any(k in kt.plan.formats for k in ("connect", "socket", "accept"))
@@ -470,3 +493,26 @@ def test_unprivileged_gets_one_line_kernel_unavailable() -> None:
     lines = out.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("unavailable: kernel events unavailable: ")
     assert "Permission denied" in lines[0] or "needs root" in lines[0]
+
+
+@pytest.mark.root
+def test_an_event_the_kernel_refuses_is_reported_and_the_rest_still_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kernel really rejects this filter (EINVAL); only the filter text is forced."""
+    from rstrace.sources import kernel
+
+    real = kernel._filter
+
+    def bad_kfree_filter(kind, fmt, missing):  # type: ignore[no-untyped-def]
+        return "no_such_field == 1" if kind == "kfree_skb" else real(kind, fmt, missing)
+
+    monkeypatch.setattr(kernel, "_filter", bad_kfree_filter)
+    port = _free_port()
+    with KernelTrace() as kt:
+        assert "skb:kfree_skb: cannot enable (Invalid argument)" in kt.missing
+        assert "kfree_skb" not in kt.plan.formats
+        with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+            s.connect(("127.0.0.1", port))
+        events = _collect(kt, _has(event="send_reset", sport=port))
+    assert any(e.event == "send_reset" and e.sport == port for e in events)

@@ -15,9 +15,10 @@ measures both readers.  comm is looked up from pid (``/proc``, then tracefs's
 
 Events (all filtered in the kernel, so Python sees few records):
 
-* ``sock:inet_sock_set_state`` (protocol TCP): CLOSE->SYN_SENT runs in connect()'s
-  context: its pid/comm name the connecting process; other transitions mostly run
-  in softirq context and their comm is whatever task ran.
+* ``sock:inet_sock_set_state`` (protocol TCP; transitions into/out of SYN_SENT, into
+  LISTEN, ESTABLISHED->CLOSE): CLOSE->SYN_SENT runs in connect()'s context: its
+  pid/comm name the connecting process; other transitions mostly run in softirq
+  context and their comm is whatever task ran.
 * ``tcp:tcp_send_reset`` (state, and ``reason`` on kernel >= 6.10),
   ``tcp:tcp_receive_reset`` (sock_cookie).
 * ``skb:kfree_skb`` filtered to the drop reasons that explain TCP failures; their
@@ -33,8 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import errno as errno_mod
-import ipaddress
 import os
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -108,20 +109,36 @@ class KernelUnavailable(RuntimeError):
 # --------------------------------------------------------------------------- decoding
 
 
-def _field_reader(fmt: EventFormat, name: str) -> Callable[[bytes], object]:
-    """A function record -> value of one field (int, or bytes for arrays)."""
-    f = fmt.fields[name]
-    if "[" in f.type:
-        return lambda rec, o=f.offset, s=f.size: rec[o : o + s]
-    code = {1: "b", 2: "h", 4: "i", 8: "q"}[f.size]
-    st = struct.Struct("<" + (code if f.signed else code.upper()))
-    return lambda rec, st=st, o=f.offset: st.unpack_from(rec, o)[0]
+def record_struct(fmt: EventFormat) -> tuple[struct.Struct, tuple[str, ...]]:
+    """One Struct that unpacks every non-common field of *fmt* at its offset, and the names.
+
+    One unpack_from per record instead of one per field: decoding is most of the
+    per-event cost (bench/kernel_bench.py).
+    """
+    fields = sorted(
+        (f for f in fmt.fields.values() if not f.name.startswith("common_")),
+        key=lambda f: f.offset,
+    )
+    parts, names, pos = ["<"], [], 0
+    for f in fields:
+        if f.offset < pos:
+            continue  # overlapping field (a union): keep the first
+        if f.offset > pos:
+            parts.append(f"{f.offset - pos}x")
+        if "[" in f.type or f.size not in (1, 2, 4, 8):
+            parts.append(f"{f.size}s")
+        else:
+            code = {1: "b", 2: "h", 4: "i", 8: "q"}[f.size]
+            parts.append(code if f.signed else code.upper())
+        names.append(f.name)
+        pos = f.offset + f.size
+    return struct.Struct("".join(parts)), tuple(names)
 
 
 def _inet(raw: bytes, family: int) -> str:
     if family == AF_INET6:
-        return str(ipaddress.IPv6Address(raw[:16]))
-    return str(ipaddress.IPv4Address(raw[:4]))
+        return socket.inet_ntop(socket.AF_INET6, raw[:16])
+    return socket.inet_ntop(socket.AF_INET, raw[:4])
 
 
 def _sockaddr(raw: bytes) -> tuple[int | None, str | None, int | None]:
@@ -160,11 +177,10 @@ class Decoder:
 
     def __init__(self, formats: dict[str, EventFormat], state_names: dict[int, str]) -> None:
         self.state_names = state_names
-        self._by_id: dict[int, tuple[str, EventFormat, dict[str, Callable]]] = {}
+        self._by_id: dict[int, tuple[str, struct.Struct, tuple[str, ...]]] = {}
         self.reason_names: dict[str, dict[int, str]] = {}
         for kind, fmt in formats.items():
-            readers = {n: _field_reader(fmt, n) for n in fmt.fields if not n.startswith("common_")}
-            self._by_id[fmt.id] = (kind, fmt, readers)
+            self._by_id[fmt.id] = (kind, *record_struct(fmt))
             self.reason_names[kind] = fmt.symbols.get("reason", {})
 
     def decode(self, ts_ns: int, cpu: int, rec: bytes) -> Raw | None:
@@ -174,9 +190,9 @@ class Decoder:
         entry = self._by_id.get(etype)
         if entry is None:
             return None
-        kind, _fmt, readers = entry
+        kind, st, names = entry
         try:
-            values = {n: r(rec) for n, r in readers.items()}
+            values = dict(zip(names, st.unpack_from(rec), strict=True))
         except struct.error:
             return None  # truncated record
         return Raw(ts_ns, cpu, kind, tid, flags, values)
@@ -358,10 +374,29 @@ def plan(read_format: Callable[[str, str], str | None], *, syscalls: bool) -> Pl
     return Plan(formats, paths, filters, state_names, missing)
 
 
+def _set_state_filter(fmt: EventFormat) -> str | None:
+    """TCP only, and only the transitions a failure shows in: into or out of SYN_SENT
+    (who connects; how it ended), out of LISTEN (a listener's socket pointer, which
+    kfree_skb names as rx_sk), and ESTABLISHED->CLOSE (reset by the peer).  A normal
+    connection's other ~6 transitions on both ends would triple the events to read."""
+    states = {_strip_tcp(n): v for v, n in fmt.symbols.get("newstate", {}).items()}
+    terms = []
+    if "protocol" in fmt.fields:
+        terms.append("protocol == 6")
+    if {"SYN_SENT", "LISTEN", "ESTABLISHED", "CLOSE"} <= states.keys():
+        syn, lis = states["SYN_SENT"], states["LISTEN"]
+        est, close = states["ESTABLISHED"], states["CLOSE"]
+        terms.append(
+            f"(oldstate == {syn} || newstate == {syn} || newstate == {lis} || "
+            f"(oldstate == {est} && newstate == {close}))"
+        )
+    return " && ".join(terms) or None
+
+
 def _filter(kind: str, fmt: EventFormat, missing: list[str]) -> str | None:
     """The kernel-side filter for one event (ftrace filter syntax)."""
-    if kind == "set_state" and "protocol" in fmt.fields:
-        return "protocol == 6"
+    if kind == "set_state":
+        return _set_state_filter(fmt)
     if kind == "enter_connect" and "addrlen" in fmt.fields:
         return "addrlen == 16 || addrlen == 28"  # sockaddr_in / sockaddr_in6 only
     if kind == "kfree_skb":
@@ -444,9 +479,14 @@ class KernelTrace:
     ``KernelTrace(syscalls=True)`` also traces failing connect()/socket()/accept():
     this makes every syscall on the host a little slower (bench/kernel_bench.py), so
     turn it on only for diagnose's window.
+
+    Attributes: ``missing`` (one line per event or field this kernel lacks and what
+    is lost), ``notes`` (what we did: mounted tracefs, removed stale instances),
+    ``fds`` (non-blocking per-CPU fds, readable when :meth:`poll` has events: put
+    them in a select()/poll() loop beside the capture handles).
     """
 
-    def __init__(self, *, syscalls: bool = False, buffer_kb: int = 4096) -> None:
+    def __init__(self, *, syscalls: bool = False, buffer_kb: int | None = None) -> None:
         self.syscalls = syscalls
         self.missing: list[str] = []
         self.notes: list[str] = []
@@ -472,20 +512,24 @@ class KernelTrace:
             self.instance = Instance(self.root)
         except (OSError, ValueError, TracefsError) as exc:
             raise KernelUnavailable(f"kernel events unavailable: {exc}") from None
+        if buffer_kb is None:
+            # 4 MB per CPU holds ~50k events (a second of a 10k/s failure flood); cap
+            # the total at 64 MB on many-CPU hosts.
+            buffer_kb = max(1024, min(4096, 65536 // (os.cpu_count() or 1)))
         try:
             self._setup(buffer_kb)
+            self._layout: PageLayout = layout
+            self._decoder = Decoder(self.plan.formats, self.plan.state_names)
+            self._tasks = Tasks(self.root)
+            self._assembler = Assembler(self._decoder, self._offset_ns, self._tasks.lookup)
+            self._page = self._page_size()
+            self.fds = self.instance.open_raw()
+            self._cpus = self.instance.cpus()
         except OSError as exc:
             self.instance.close()
             raise KernelUnavailable(
                 f"kernel events unavailable: cannot configure {self.instance.path}: {exc}"
             ) from None
-        self._layout: PageLayout = layout
-        self._decoder = Decoder(self.plan.formats, self.plan.state_names)
-        self._tasks = Tasks(self.root)
-        self._assembler = Assembler(self._decoder, self._offset_ns, self._tasks.lookup)
-        self._page = self._page_size()
-        self.fds = self.instance.open_raw()
-        self._cpus = self.instance.cpus()
 
     def _page_size(self) -> int:
         """Bytes per ring-buffer page: trace_pipe_raw reads must ask for a whole one."""
@@ -512,12 +556,18 @@ class KernelTrace:
             inst.write("buffer_percent", "0")  # wake poll() on the first event
         with contextlib.suppress(OSError):
             inst.write("options/record-tgid", "1")  # fills saved_tgids for dead tasks
-        for dirs in self.plan.paths.values():
-            for d in dirs:
-                flt = self.plan.filters.get(d)
-                if flt:
-                    inst.write(f"events/{d}/filter", flt)
-                inst.write(f"events/{d}/enable", "1")
+        for kind, dirs in list(self.plan.paths.items()):
+            for d in list(dirs):
+                try:
+                    if d in self.plan.filters:
+                        inst.write(f"events/{d}/filter", self.plan.filters[d])
+                    inst.write(f"events/{d}/enable", "1")
+                except OSError as exc:  # a filter this kernel rejects, a locked event
+                    self.missing.append(f"{d.replace('/', ':')}: cannot enable ({exc.strerror})")
+                    dirs.remove(d)
+            if not dirs:
+                del self.plan.paths[kind]
+                del self.plan.formats[kind]
         # Epoch offset of CLOCK_MONOTONIC, from the tightest of a few samples.
         best = None
         for _ in range(5):
