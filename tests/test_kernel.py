@@ -326,6 +326,7 @@ def test_listen_overflow_in_a_namespace() -> None:
         # is what kfree_skb reports as rx_sk for the drops.
         listen = _collect(kt, _has(newstate="LISTEN", sport=port, pid=srv.pid))
         lsk = next(e.skaddr for e in listen if e.newstate == "LISTEN" and e.pid == srv.pid)
+        server_ns = os.stat(f"/run/netns/{lb.server}").st_ino
         before = lb.netstat(lb.server)["ListenOverflows"]
         cli = lb.spawn_python(lb.client, _OVERFLOW_CLIENT, port)
         cli.expect("p1")
@@ -342,6 +343,8 @@ def test_listen_overflow_in_a_namespace() -> None:
     drops = [e for e in events if e.event == "kfree_skb" and e.skaddr == lsk]
     assert drops and {e.reason for e in drops} == {"TCP_LISTEN_OVERFLOW"}
     assert {e.family for e in drops} == {4}
+    # The server was still running when its LISTEN event was read: its namespace is known.
+    assert [e.netns for e in listen if e.pid == srv.pid and e.newstate == "LISTEN"] == [server_ns]
 
 
 _NFT_CLIENT = r"""

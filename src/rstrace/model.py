@@ -360,3 +360,6 @@ class KernelEvent:
     """Syscall events: errno name of ret (EADDRNOTAVAIL, EMFILE...)."""
     fd: int | None = None
     """connect: the socket's file descriptor in that process."""
+    netns: int | None = None
+    """Inode of /proc/PID/ns/net for process-context events of a still-running task (which
+    namespace the socket lives in; tracepoints carry none); None otherwise."""

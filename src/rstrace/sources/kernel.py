@@ -256,11 +256,16 @@ class Assembler:
     """
 
     def __init__(
-        self, decoder: Decoder, offset_ns: int, lookup: Callable[[int], tuple[int, str]]
+        self,
+        decoder: Decoder,
+        offset_ns: int,
+        lookup: Callable[[int], tuple[int, str]],
+        netns: Callable[[int], int | None] = lambda tid: None,
     ) -> None:
         self.decoder = decoder
         self.offset_ns = offset_ns
         self.lookup = lookup
+        self.netns = netns
         self._pending: dict[int, dict[str, object]] = {}
 
     def feed(self, raws: list[Raw]) -> list[KernelEvent]:
@@ -273,10 +278,15 @@ class Assembler:
                 self._pending[raw.tid] = {"fd": raw.values["fd"]}
                 continue
             if raw.kind in ("connect", "socket", "accept"):
-                events.append(self._syscall(raw, ts, pid, comm))
-                continue
-            ev = self.decoder.event(raw, ts, pid, comm)
-            if ev is None:
+                ev = self._syscall(raw, ts, pid, comm)
+            else:
+                ev = self.decoder.event(raw, ts, pid, comm)  # type: ignore[assignment]
+                if ev is None:
+                    continue
+            if ev.context == "process" and pid:
+                ev.netns = self.netns(raw.tid)
+            if raw.kind in ("connect", "socket", "accept"):
+                events.append(ev)
                 continue
             pend = self._pending.get(raw.tid)
             if (
@@ -425,11 +435,13 @@ class Tasks:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._cache: dict[int, tuple[int, str]] = {}
+        self._netns: dict[int, int | None] = {}
         self._saved: tuple[dict[int, str], dict[int, int]] | None = None
 
     def reset(self) -> None:
         """Forget lookups (tids are reused): called once per poll."""
         self._cache.clear()
+        self._netns.clear()
         self._saved = None
 
     def _saved_tables(self) -> tuple[dict[int, str], dict[int, int]]:
@@ -448,6 +460,15 @@ class Tasks:
                         tgids[int(tid)] = int(tgid)
             self._saved = (comms, tgids)
         return self._saved
+
+    def netns(self, tid: int) -> int | None:
+        """Network namespace inode of a running task, or None (gone, or not ours to see)."""
+        if tid not in self._netns:
+            try:
+                self._netns[tid] = os.stat(f"/proc/{tid}/ns/net").st_ino
+            except OSError:
+                self._netns[tid] = None
+        return self._netns[tid]
 
     def lookup(self, tid: int) -> tuple[int, str]:
         if tid == 0:
@@ -521,7 +542,9 @@ class KernelTrace:
             self._layout: PageLayout = layout
             self._decoder = Decoder(self.plan.formats, self.plan.state_names)
             self._tasks = Tasks(self.root)
-            self._assembler = Assembler(self._decoder, self._offset_ns, self._tasks.lookup)
+            self._assembler = Assembler(
+                self._decoder, self._offset_ns, self._tasks.lookup, self._tasks.netns
+            )
             self._page = self._page_size()
             self.fds = self.instance.open_raw()
             self._cpus = self.instance.cpus()
