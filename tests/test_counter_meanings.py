@@ -70,6 +70,29 @@ RESULT = fails
 
 
 @pytest.mark.root
+def test_curr_estab_counts_close_wait_on_this_kernel() -> None:
+    """CurrEstab is a gauge of ESTABLISHED and, on this kernel, CLOSE-WAIT sockets."""
+    body = """
+def estab():
+    lines = counters()[0].splitlines()
+    tcp = [l.split()[1:] for l in lines if l.startswith("Tcp:")]
+    return int(dict(zip(*tcp))["CurrEstab"])
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(4)
+c = socket.create_connection(ls.getsockname()); s, _ = ls.accept()
+both = estab()
+c.close()  # s: CLOSE-WAIT once the FIN is in; c: FIN-WAIT-2
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline and s.recv(1) != b"":
+    pass
+RESULT = [both, estab()]
+"""
+    with netlab.lab("single") as lb:
+        _, res = _run(lb, lb.client, body)
+    assert res == [2, 1]
+    assert "CLOSE-WAIT" in COUNTERS["Tcp.CurrEstab"].meaning
+
+
+@pytest.mark.root
 def test_abort_linger_zero_counts_abort_on_data_not_linger() -> None:
     """close() with SO_LINGER 0 counts TCPAbortOnData (tcp_disconnect from __tcp_close),
     not TCPAbortOnLinger; both ends leave ESTABLISHED for CLOSED: EstabResets 2."""

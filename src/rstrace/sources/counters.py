@@ -57,7 +57,7 @@ COUNTERS: dict[str, CounterInfo] = {
         "tcp_set_state(TCP_CLOSE) (tcp.c)",
     ),
     "Tcp.CurrEstab": CounterInfo(
-        "connections open now (ESTABLISHED; recent kernels count CLOSE-WAIT too)",
+        "connections open now: ESTABLISHED and CLOSE-WAIT (older kernels counted only ESTABLISHED)",
         "tcp_set_state() (tcp.c)",
         gauge=True,
     ),
