@@ -60,7 +60,7 @@ from rstrace.diagnose import (
 )
 from rstrace.model import Connection, Evidence, Segment, Unreachable
 from rstrace.sources.capfile import ReadSummary, _holds_no_packets
-from rstrace.sources.columns import ROW, decode_batch
+from rstrace.sources.columns import ROW, VROW, cat, decode_batch, take
 from rstrace.sources.prefetch import FileEntry, Prefetch, PrefetchError, prepare
 from rstrace.track import ConnectionTable
 
@@ -155,6 +155,38 @@ class _Emitted:
     cols: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
+class _Chunk:
+    """Parked rows of simple connections not yet expired, sorted by 4-tuple key (a
+    key's rows in time order), with per row the expiry of its connection and the
+    batch of its last packet. Rows that leave are only marked dead: the chunk is
+    rebuilt once most are, so a window costs a lookup per new key, not a copy of
+    everything parked."""
+
+    __slots__ = ("bufs", "e", "key", "lb", "live", "nlive", "orids", "rows")
+
+    def __init__(self, rows: np.ndarray, key: np.ndarray, e: np.ndarray, lb: np.ndarray,
+                 bufs: set[int]) -> None:  # fmt: skip
+        self.rows, self.key, self.e, self.lb = rows, key, e, lb
+        self.live: np.ndarray | None = None  # None: all live
+        self.nlive = len(key)
+        self.bufs = bufs  # raw-byte buffers the rows point into
+        self.orids = set(rows["rid"][rows["rbuf"] < 0].tolist())  # rows kept as objects
+
+    def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and keys at idx (live ones, whole connections) leave the chunk."""
+        if self.live is None:
+            self.live = np.ones(len(self.key), bool)
+        self.live[idx] = False
+        self.nlive -= len(idx)
+        return take(self.rows, idx), self.key[idx]
+
+    def live_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if self.live is None:
+            return self.rows, self.key, self.e, self.lb
+        m = self.live
+        return take(self.rows, m), self.key[m], self.e[m], self.lb[m]
+
+
 def _tuple_key(rows: np.ndarray) -> np.ndarray:
     """A 64-bit key of a row's 4-tuple, the same in both directions (collisions are
     checked where the groups are used)."""
@@ -195,9 +227,7 @@ class FastAnalysis:
         self.pending: list[np.ndarray] = []
         self.npending = 0
         self.carry = np.zeros(0, ROW)  # rows of replayed connections still open
-        # Rows of simple connections not yet expired, in chunks sorted by 4-tuple key:
-        # (rows, key, expiry of the connection, batch of its last packet).
-        self.pchunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.pchunks: list[_Chunk] = []  # parked simple connections
         self.unmatched_done: set[int] = set()
         self._rowsets: list[np.ndarray] = []  # this window's rows, for evidence
         self._hard: list[tuple[Connection, Verdict | None]] = []  # replayed, this window
@@ -260,7 +290,7 @@ class FastAnalysis:
         """Rows to gather before a window: small windows settle connections while the
         reader goes on; with much state carried (floods) larger windows cost less, as
         every window looks up the parked 4-tuples."""
-        held = len(self.carry) + sum(len(ch[1]) for ch in self.pchunks)
+        held = len(self.carry) + sum(ch.nlive for ch in self.pchunks)
         return max(self.window_rows, min(held, MAX_WINDOW_ROWS))
 
     def _note(self, rows: np.ndarray, iface: str | None) -> None:
@@ -285,7 +315,7 @@ class FastAnalysis:
     # -- one window ---------------------------------------------------------------
 
     def _window(self, final: bool) -> None:
-        new = np.concatenate(self.pending) if self.pending else np.zeros(0, ROW)
+        new = cat(self.pending)
         self.pending = []
         self.npending = 0
         pb = np.array(self.pass_b, np.int64)
@@ -297,38 +327,43 @@ class FastAnalysis:
         back_rows = [self.carry]
         back_keys = [_tuple_key(self.carry)]
         uk = _uniq(newkey)
-        chunks = []
-        # Each chunk is split and let go before the next (no second copy of them all).
-        old_chunks, self.pchunks = self.pchunks, []
-        old_chunks.reverse()
-        while old_chunks:
-            rows_c, key_c, e_c, lb_c = old_chunks.pop()
-            # Touched by new packets, or expired at a batch end.
+        pend = pn[-1] if len(pn) else -1
+        for ch in self.pchunks:
+            key_c = ch.key
+            # Touched by new packets: the rows of each key found (whole connections).
             lo = np.searchsorted(key_c, uk, "left")
             hi = np.searchsorted(key_c, uk, "right")
             m = hi > lo
-            d = np.bincount(lo[m], minlength=len(key_c) + 1) - np.bincount(
-                hi[m], minlength=len(key_c) + 1
-            )
-            back = np.cumsum(d[:-1]) > 0
-            cand = np.flatnonzero(e_c <= (pn[-1] if len(pn) else -1))
+            lo, ln = lo[m], (hi - lo)[m]
+            idx = np.repeat(lo - np.r_[0, np.cumsum(ln)[:-1]], ln) + np.arange(int(ln.sum()))
+            # Or expired at a batch end.
+            cand = np.flatnonzero(ch.e <= pend)
+            if ch.live is not None and len(cand):
+                cand = cand[ch.live[cand]]
             if len(cand):
-                ip = np.maximum(np.searchsorted(pn, e_c[cand], "left"),
-                                np.searchsorted(pb, lb_c[cand], "left"))  # fmt: skip
-                back[cand[ip < len(pn)]] = True
-            if back.any():
-                back_rows.append(rows_c[back])
-                back_keys.append(key_c[back])
-                stay = ~back
-                if stay.any():
-                    chunks.append((rows_c[stay], key_c[stay], e_c[stay], lb_c[stay]))
-            else:
-                chunks.append((rows_c, key_c, e_c, lb_c))
-            del rows_c, key_c, e_c, lb_c
+                ip = np.maximum(np.searchsorted(pn, ch.e[cand], "left"),
+                                np.searchsorted(pb, ch.lb[cand], "left"))  # fmt: skip
+                idx = _uniq(np.concatenate([idx, cand[ip < len(pn)]]))
+            if ch.live is not None and len(idx):
+                idx = idx[ch.live[idx]]
+            if len(idx):
+                r_b, k_b = ch.take(np.sort(idx))
+                back_rows.append(r_b)
+                back_keys.append(k_b)
+        chunks = []
+        for ch in self.pchunks:
+            if ch.nlive == 0:
+                continue
+            if 2 * ch.nlive < len(ch.key):
+                ch = self._rebuild([ch])
+            chunks.append(ch)
         if len(chunks) > MAX_CHUNKS:
-            chunks = [_merge_chunks(chunks)]
+            # The smaller half merged (sizes stay roughly geometric: merges amortize).
+            chunks.sort(key=lambda ch: -ch.nlive)
+            keep_n = MAX_CHUNKS // 2
+            chunks = [*chunks[:keep_n], self._rebuild(chunks[keep_n:])]
         self.pchunks = chunks
-        rows = np.concatenate([*back_rows, new])
+        rows = cat([*back_rows, new])
         key = np.concatenate([*back_keys, newkey])
         del new, newkey, back_rows, back_keys
         em = _Emitted()
@@ -337,36 +372,40 @@ class FastAnalysis:
         if final:
             em = self._flush_parked(em, pb, pn)
         self._aggregate(em)
-        carry = np.concatenate(carry_parts) if carry_parts else np.zeros(0, ROW)
-        carry = carry[np.argsort(carry["rid"], kind="stable")]
+        carry = cat(carry_parts)
+        carry = take(carry, np.argsort(carry["rid"], kind="stable"))
         self._compact(carry)
         self.carry = carry
-        # Parked rows keep the buffers they were copied into; once these are mostly
-        # bytes of rows that left (or were parked anew), copy the rows again.
-        pbufs: set[int] = set()
-        live = 0
-        for rows_c, *_ in self.pchunks:
-            inb = rows_c["rbuf"] >= 0
-            pbufs |= set(_uniq(rows_c["rbuf"][inb]).tolist())
-            live += int(rows_c["rlen"][inb].sum())
-        if sum(self.bufs[b].nbytes for b in pbufs) > 2 * live + (1 << 20):
-            for rows_c, *_ in self.pchunks:
-                self._compact(rows_c)
-        # Keep the buffers that rows still point into (batch buffers go).
+        # Keep the buffers and objects that rows still point into (batch buffers go).
         used = set(_uniq(carry["rbuf"]).tolist())
         keep = set(carry["rid"][carry["rbuf"] < 0].tolist())
-        for rows_c, *_ in self.pchunks:
-            used |= set(_uniq(rows_c["rbuf"]).tolist())
-            keep |= set(rows_c["rid"][rows_c["rbuf"] < 0].tolist())
+        for ch in self.pchunks:
+            used |= ch.bufs
+            keep |= ch.orids
         self.bufs = {b: v for b, v in self.bufs.items() if b in used}
         self.objs = {k: v for k, v in self.objs.items() if k in keep}
+
+    def _rebuild(self, chunks: list[_Chunk]) -> _Chunk:
+        """One chunk of the live rows of these, sorted by key; a single chunk's rows
+        get fresh raw-byte storage (its old buffer is mostly bytes of rows that left)."""
+        if len(chunks) == 1:
+            rows, key, e, lb = chunks[0].live_parts()
+            self._compact(rows)
+            return _Chunk(rows, key, e, lb, {self.nbuf})
+        bufs: set[int] = set()
+        for ch in chunks:
+            bufs |= ch.bufs
+        parts = [ch.live_parts() for ch in chunks]
+        chunks.clear()
+        return _Chunk(*_merge_chunks(parts), bufs)
 
     def _flush_parked(self, em: _Emitted, pb: np.ndarray, pn: np.ndarray) -> _Emitted:
         """Settle the parked connections nothing touched, at the end. They leave the
         tracker in the final flush, in order of their first packet: in slices of that
         order, each aggregated (with what this window emitted before it) before the
         next is settled, so that a flood's columns are never all held at once."""
-        chunks, self.pchunks = self.pchunks, []
+        chunks = [ch.live_parts() for ch in self.pchunks if ch.nlive]
+        self.pchunks = []
         if not chunks:
             return em
         gfirst = []
@@ -385,10 +424,10 @@ class FastAnalysis:
                 gm = gf >= lo if hi is None else (gf >= lo) & (gf < hi)
                 if gm.any():
                     rm = np.repeat(gm, gl)
-                    rows_l.append(rows_c[rm])
+                    rows_l.append(take(rows_c, rm))
                     keys_l.append(key_c[rm])
             if rows_l:
-                self._settle(np.concatenate(rows_l), np.concatenate(keys_l), True, pb, pn, em)
+                self._settle(cat(rows_l), np.concatenate(keys_l), True, pb, pn, em)
             del rows_l, keys_l
             if hi is not None:
                 em = self._aggregate(em, upto=(1 << 62, 3, hi))
@@ -408,7 +447,7 @@ class FastAnalysis:
         simple ones still open; returns the rows of replayed connections still open."""
         # Group by 4-tuple (hash of both endpoints, order-free), rows in time order.
         order = np.argsort(key, kind="stable")
-        r = rows[order]
+        r = take(rows, order)
         c = _Cols(r)
         k = key[order]
         n = len(r)
@@ -501,14 +540,15 @@ class FastAnalysis:
         park = np.repeat(simple & ~done_g, glen)
         carry_parts = []
         if hard_seg.any():
-            carry_parts.append(self._replay(r[np.repeat(hard_seg, glen)], final, pb, pn, em))
+            carry_parts.append(self._replay(take(r, np.repeat(hard_seg, glen)), final, pb, pn, em))
         if park.any():
-            prow = r[park]
+            prow = take(r, park)
             _stub_resent(prow, sid[park], dirB[park])
             self._compact(prow)
             self.pchunks.append(
-                (prow, k[park], np.repeat(El, glen)[park], np.repeat(last_b, glen)[park])
-            )
+                _Chunk(prow, k[park], np.repeat(El, glen)[park], np.repeat(last_b, glen)[park],
+                       {self.nbuf})
+            )  # fmt: skip
         return carry_parts
 
     def _collision_free(self, r: np.ndarray, gid: np.ndarray, bad: np.ndarray) -> bool:
@@ -794,7 +834,7 @@ class FastAnalysis:
                 "_rows": np.full(len(g), len(self._rowsets), np.int64), "dlist": dlist,
             }
         )  # fmt: skip
-        self._rowsets.append(r[pick])
+        self._rowsets.append(take(r, pick))
 
     def _addr_ids(self, hi: np.ndarray, lo: np.ndarray, ver: np.ndarray) -> np.ndarray:
         """Interned address ids (self.addr_strs) for address columns."""
@@ -880,8 +920,8 @@ class FastAnalysis:
     def _replay(
         self, h: np.ndarray, final: bool, pb: np.ndarray, pn: np.ndarray, em: _Emitted
     ) -> np.ndarray:
-        h = h[np.argsort(h["rid"], kind="stable")]
-        h = h[~np.isin(h["rid"], np.fromiter(self.unmatched_done, np.int64))]
+        h = take(h, np.argsort(h["rid"], kind="stable"))
+        h = take(h, ~np.isin(h["rid"], np.fromiter(self.unmatched_done, np.int64)))
         table = _Replay()
         conns: list[Connection] = []
         order: list[tuple[int, int, int, int]] = []
@@ -946,7 +986,7 @@ class FastAnalysis:
                 x in keys_of and keys_of[x] in firsts and x >= firsts[keys_of[x]]
                 for x in h["rid"].tolist()
             ]
-            carry = h[np.array(keep, bool)]
+            carry = take(h, np.array(keep, bool))
         self.replayed_conns += len(conns)
         self._add_hard(conns, order, nows, em)
         return carry
@@ -1281,7 +1321,8 @@ def _merge_chunks(
     while chunks:
         ch = chunks.pop()
         d = dest[at : at + len(ch[1])]
-        for i in range(4):
+        out[0].view(VROW)[d] = ch[0].view(VROW)  # whole rows (columns.take)
+        for i in range(1, 4):
             out[i][d] = ch[i]
         at += len(ch[1])
         del ch

@@ -41,6 +41,20 @@ ROW = np.dtype(
     ]
 )  # fmt: skip
 
+VROW = np.dtype((np.void, ROW.itemsize))
+
+
+def take(rows: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """rows[idx] (an index or mask array): through a same-size void view, numpy copies
+    each row whole instead of field by field (~10x faster for ROW)."""
+    return rows.view(VROW)[idx].view(ROW)
+
+
+def cat(parts: list[np.ndarray]) -> np.ndarray:
+    """np.concatenate of ROW arrays, copying whole rows (see take)."""
+    return np.concatenate([p.view(VROW) for p in parts]).view(ROW) if parts else np.zeros(0, ROW)
+
+
 META = np.dtype([("sec", "=u4"), ("usec", "=u4"), ("off", "=u4"), ("caplen", "=u4")])
 
 # (offset of the IP header, offset of the ethertype or None for raw IP)
@@ -171,9 +185,9 @@ def decode_batch(
         if srecs:
             extra = rows_from_records(srecs)
             extra["batch"] = sidx
-            rows = np.concatenate([rows, extra])
+            rows = cat([rows, extra])
             perm = np.argsort(np.concatenate([idx, np.array(sidx, np.int64)]), kind="stable")
-            rows = rows[perm]
+            rows = take(rows, perm)
             k = len(idx)
             for j in np.flatnonzero(perm >= k).tolist():
                 objs[j] = srecs[int(perm[j]) - k]
