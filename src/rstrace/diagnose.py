@@ -512,7 +512,19 @@ def _merge_spreads(aggs: list[_Aggregate]) -> list[SpreadAggregate]:
 def _pick_evidence(conn: Connection, v: Verdict) -> list[Evidence]:
     """The packets that show this kind: e.g. the SYN and the RST that answered it."""
     who = v.details.get("reset_by") or v.details.get("claimed_sender")
-    wanted: tuple[str, ...] = {
+    return pick_by_note(conn.evidence, evidence_notes(v.kind, who))
+
+
+def pick_by_note(evidence: list[Evidence], wanted: tuple[str, ...]) -> list[Evidence]:
+    """The evidence packets whose notes are wanted (an ICMP one for "ICMP"), else the first."""
+    picked = [e for e in evidence if e.note in wanted or (e.note.startswith("ICMP")
+              and "ICMP" in wanted)]  # fmt: skip
+    return picked or evidence[:1]
+
+
+def evidence_notes(kind: str, who: object) -> tuple[str, ...]:
+    """Notes of the evidence packets that show a kind (who: the resetter, if any)."""
+    return {
         _RST_TO_SYN: ("SYN", "RST from responder"),
         _UNANSWERED: ("SYN",),
         "unreachable": ("SYN", "ICMP"),
@@ -521,10 +533,7 @@ def _pick_evidence(conn: Connection, v: Verdict) -> list[Evidence]:
         _PROBE: ("SYN", "SYN-ACK", "RST from originator"),
         # A genuine packet of the claimed sender beside the RST, to compare TTLs.
         "injected": ("SYN-ACK" if who == "responder" else "SYN", f"RST from {who}"),
-    }.get(v.kind, (f"RST from {who}",))
-    picked = [e for e in conn.evidence if e.note in wanted or (e.note.startswith("ICMP")
-              and "ICMP" in wanted)]  # fmt: skip
-    return picked or conn.evidence[:1]
+    }.get(kind, (f"RST from {who}",))
 
 
 def build_findings(

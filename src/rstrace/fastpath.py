@@ -35,7 +35,6 @@ import socket
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -56,6 +55,7 @@ from rstrace.diagnose import (
     _pick_evidence,
     classify,
     control_span,
+    evidence_notes,
     tally_add,
 )
 from rstrace.model import Connection, Evidence, Segment, Unreachable
@@ -239,6 +239,7 @@ class FastAnalysis:
         self.pchunks: list[_Chunk] = []  # parked simple connections
         self.unmatched_done: set[int] = set()
         self._rowsets: list[np.ndarray] = []  # this window's rows, for evidence
+        self._rowcols: dict[int, tuple[list[int], ...]] = {}  # their columns as lists
         self._hard: list[tuple[Connection, Verdict | None]] = []  # replayed, this window
         self._dlists: list[tuple[str, ...]] = []  # details of multi-fact verdicts
         self.simple_conns = 0
@@ -890,27 +891,41 @@ class FastAnalysis:
             self.addr_strs.append(s)
         return a
 
-    def _simple_evidence(self, rs: int, syn: int, sa: int, rst: int, pat: int) -> list[Evidence]:
-        """A simple connection's evidence, as track.py's _finalize lists it."""
-        r = self._rowsets[rs]
+    def _simple_evidence(
+        self, rs: int, syn: int, sa: int, rst: int, pat: int, kind: str
+    ) -> list[Evidence]:
+        """A simple connection's evidence (track.py's _finalize lists the first SYN,
+        SYN-ACK and the RST), picked as the Diagnoser picks it for its kind."""
+        cols = self._rowcols.get(rs)
+        if cols is None:
+            # Python lists of the rowset's columns, once: reading fields of structured
+            # rows one by one costs microseconds each.
+            r = self._rowsets[rs]
+            cols = self._rowcols[rs] = tuple(
+                r[n].tolist() for n in ("ts", "iface", "rbuf", "roff", "rlen", "rid")
+            )
+        ts, ifc, rbuf, roff, rlen, rid = cols
         picks = [(syn, "SYN")]
         if sa >= 0:
             picks.append((sa, "SYN-ACK"))
         if rst >= 0:
             who = "responder" if pat in (P_REJ, P_RSTB) else "originator"
             picks.append((rst, f"RST from {who}"))
+        wanted = _notes(kind)
         out = []
         for i, note in picks:
-            # One record as a tuple: a field read on a structured row costs ~1 µs.
-            x = r[i].item()
-            b = x[_RBUF]
+            if note not in wanted:
+                continue
+            b = rbuf[i]
             if b < 0:
-                raw = self.objs[x[_RID]].raw
+                raw = self.objs[rid[i]].raw
             else:
-                raw = self.bufs[b][x[_ROFF] : x[_ROFF] + x[_RLEN]].tobytes()
-            out.append(Evidence(x[_TS], self.names[x[_IFACE]], raw, note))
+                raw = self.bufs[b][roff[i] : roff[i] + rlen[i]].tobytes()
+            out.append(Evidence(ts[i], self.names[ifc[i]], raw, note))
+        if not out:  # (none wanted: the first packet, as pick_by_note does)
+            return self._simple_evidence(rs, syn, -1, -1, pat, _UNANSWERED)
         out.sort(key=lambda e: e.ts)
-        return out
+        return out[:MAX_EVIDENCE]
 
     # -- the rest: the reference tracker ------------------------------------------------
 
@@ -1107,6 +1122,7 @@ class FastAnalysis:
         return rest
 
     def _hard_keep_clear(self) -> None:
+        self._rowcols = {}
         self._hard = []
         self._dlists = []
         self._rowsets = []
@@ -1230,11 +1246,10 @@ class FastAnalysis:
                     for dk in self._dlists[one_l["dlist"][j]]:
                         tally_add(agg, "details", dk)
                 if not agg.evidence:
-                    ev = self._simple_evidence(one_l["_rows"][j], one_l["grow"][j],
-                                               one_l["ev_sa"][j], one_l["ev_rst"][j],
-                                               one_l["pat"][j])  # fmt: skip
-                    v = _simple_verdict(kname, server, port, cl)
-                    agg.evidence = _pick_evidence(SimpleNamespace(evidence=ev), v)[:MAX_EVIDENCE]  # type: ignore[arg-type]
+                    agg.evidence = self._simple_evidence(
+                        one_l["_rows"][j], one_l["grow"][j], one_l["ev_sa"][j],
+                        one_l["ev_rst"][j], one_l["pat"][j], kname,
+                    )  # fmt: skip
                 continue
             sel = failed[by[bounds[gi] : bounds[gi + 1]]]
             kname = KIND_NAMES[int(col["kind"][sel[0]])]
@@ -1286,13 +1301,10 @@ class FastAnalysis:
                         assert v is not None
                         agg.evidence = _pick_evidence(c, v)[:MAX_EVIDENCE]
                     else:
-                        ev = self._simple_evidence(
+                        agg.evidence = self._simple_evidence(
                             int(col["_rows"][p]), int(col["grow"][p]), int(col["ev_sa"][p]),
-                            int(col["ev_rst"][p]), int(col["pat"][p]),
+                            int(col["ev_rst"][p]), int(col["pat"][p]), kname,
                         )  # fmt: skip
-                        conn = SimpleNamespace(evidence=ev)
-                        v = _simple_verdict(kname, server, port, S[int(col["cli"][p])])
-                        agg.evidence = _pick_evidence(conn, v)[:MAX_EVIDENCE]  # type: ignore[arg-type]
                     if agg.evidence:
                         break
         diag.failed += len(failed)
@@ -1358,14 +1370,17 @@ def _merge_chunks(
     return out[0], out[1], out[2], out[3]
 
 
-def _simple_verdict(kind: str, server: str, port: int, client: str) -> Verdict:
-    """Enough of a Verdict for _pick_evidence: simple resets are the responder's."""
-    details: dict[str, object] = {}
-    if kind in ("stale", "abort"):
-        details["reset_by"] = "responder"
-    elif kind == "injected":
-        details["claimed_sender"] = "responder"
-    return Verdict(kind, server, port, client, details)
+_NOTES: dict[str, tuple[str, ...]] = {}
+
+
+def _notes(kind: str) -> tuple[str, ...]:
+    """Evidence notes wanted for a simple connection's kind (its resets are the
+    responder's: diagnose.classify's reset_by / claimed_sender)."""
+    n = _NOTES.get(kind)
+    if n is None:
+        who = "responder" if kind in ("stale", "abort", "injected") else None
+        n = _NOTES[kind] = evidence_notes(kind, who)
+    return n
 
 
 def _new_aggregate(kind: str, server: str, port: int, first_ts: int) -> _Aggregate:
