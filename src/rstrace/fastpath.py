@@ -239,7 +239,7 @@ class FastAnalysis:
         self.pchunks: list[_Chunk] = []  # parked simple connections
         self.unmatched_done: set[int] = set()
         self._rowsets: list[np.ndarray] = []  # this window's rows, for evidence
-        self._rowcols: dict[int, tuple[list[int], ...]] = {}  # their columns as lists
+        self._rowcols: dict[int, tuple[np.ndarray, ...]] = {}  # their columns
         self._hard: list[tuple[Connection, Verdict | None]] = []  # replayed, this window
         self._dlists: list[tuple[str, ...]] = []  # details of multi-fact verdicts
         self.simple_conns = 0
@@ -898,11 +898,11 @@ class FastAnalysis:
         SYN-ACK and the RST), picked as the Diagnoser picks it for its kind."""
         cols = self._rowcols.get(rs)
         if cols is None:
-            # Python lists of the rowset's columns, once: reading fields of structured
-            # rows one by one costs microseconds each.
+            # Contiguous columns of the rowset, once: a field of a structured row costs
+            # microseconds to read; a scan reads a few rows of a large rowset.
             r = self._rowsets[rs]
             cols = self._rowcols[rs] = tuple(
-                r[n].tolist() for n in ("ts", "iface", "rbuf", "roff", "rlen", "rid")
+                np.ascontiguousarray(r[n]) for n in ("ts", "iface", "rbuf", "roff", "rlen", "rid")
             )
         ts, ifc, rbuf, roff, rlen, rid = cols
         picks = [(syn, "SYN")]
@@ -916,12 +916,13 @@ class FastAnalysis:
         for i, note in picks:
             if note not in wanted:
                 continue
-            b = rbuf[i]
+            b = int(rbuf[i])
             if b < 0:
-                raw = self.objs[rid[i]].raw
+                raw = self.objs[int(rid[i])].raw
             else:
-                raw = self.bufs[b][roff[i] : roff[i] + rlen[i]].tobytes()
-            out.append(Evidence(ts[i], self.names[ifc[i]], raw, note))
+                o = int(roff[i])
+                raw = self.bufs[b][o : o + int(rlen[i])].tobytes()
+            out.append(Evidence(int(ts[i]), self.names[int(ifc[i])], raw, note))
         if not out:  # (none wanted: the first packet, as pick_by_note does)
             return self._simple_evidence(rs, syn, -1, -1, pat, _UNANSWERED)
         out.sort(key=lambda e: e.ts)

@@ -150,12 +150,17 @@ def decode_batch(
         rows["ts"] = ts[idx]
         rows["batch"] = idx  # packet index in the batch, for the caller
         rows["ver"] = np.where(is4, 4, 6)
-        a4 = _u32(buf, np.where(is4, ip + 12, ip))
-        b4 = _u32(buf, np.where(is4, ip + 16, ip))
-        rows["a_hi"] = np.where(is4, 0, _u64(buf, ip + 8))
-        rows["a_lo"] = np.where(is4, a4, _u64(buf, ip + 16))
-        rows["b_hi"] = np.where(is4, 0, _u64(buf, ip + 24))
-        rows["b_lo"] = np.where(is4, b4, _u64(buf, ip + 32))
+        # IPv6 addresses only for IPv6 rows (8 byte gathers per half).
+        i4 = np.flatnonzero(is4)
+        rows["a_lo"][i4] = _u32(buf, ip[i4] + 12)
+        rows["b_lo"][i4] = _u32(buf, ip[i4] + 16)
+        if len(i4) < len(idx):
+            i6 = np.flatnonzero(~is4)
+            ip6 = ip[i6]
+            rows["a_hi"][i6] = _u64(buf, ip6 + 8)
+            rows["a_lo"][i6] = _u64(buf, ip6 + 16)
+            rows["b_hi"][i6] = _u64(buf, ip6 + 24)
+            rows["b_lo"][i6] = _u64(buf, ip6 + 32)
         rows["sport"] = _u16(buf, t)
         rows["dport"] = _u16(buf, t + 2)
         rows["seq"] = _u32(buf, t + 4)
