@@ -373,12 +373,10 @@ class FastAnalysis:
             keep_n = MAX_CHUNKS // 2
             chunks = [*chunks[:keep_n], self._rebuild(chunks[keep_n:])]
         self.pchunks = chunks
-        rows = cat([*back_rows, new])
-        key = np.concatenate([*back_keys, newkey])
+        parts = [cat([*back_rows, new]), np.concatenate([*back_keys, newkey])]
         del new, newkey, back_rows, back_keys
         em = _Emitted()
-        carry_parts = self._settle(rows, key, final, pb, pn, em) if len(rows) else []
-        del rows, key
+        carry_parts = self._settle(parts, final, pb, pn, em) if len(parts[1]) else []
         if final:
             em = self._flush_parked(em, pb, pn)
         self._aggregate(em)
@@ -424,46 +422,53 @@ class FastAnalysis:
         self.pchunks = []
         if not chunks:
             return em
-        gfirst = []
-        glens = []
-        for rows_c, key_c, *_ in chunks:
+        # Every parked connection (chunk, first row, rows), by its first packet.
+        g_ch, g_st, g_ln, g_first = [], [], [], []
+        for i, (rows_c, key_c, *_) in enumerate(chunks):
             gs = np.flatnonzero(np.r_[True, key_c[1:] != key_c[:-1]])
-            gfirst.append(np.minimum.reduceat(rows_c["rid"], gs))
-            glens.append(np.diff(np.r_[gs, len(key_c)]))
-        allf = np.sort(np.concatenate(gfirst))
-        bounds = [*allf[FLUSH_CONNS::FLUSH_CONNS].tolist(), None]
-        lo = -1
-        for hi in bounds:
+            g_first.append(np.minimum.reduceat(rows_c["rid"], gs))
+            g_ln.append(np.diff(np.r_[gs, len(key_c)]))
+            g_st.append(gs)
+            g_ch.append(np.full(len(gs), i))
+        first = np.concatenate(g_first)
+        o = np.argsort(first, kind="stable")
+        first = first[o]
+        gch, gst, gln = (np.concatenate(x)[o] for x in (g_ch, g_st, g_ln))
+        del o, g_ch, g_st, g_ln, g_first
+        for lo in range(0, len(first), FLUSH_CONNS):
+            hi = lo + FLUSH_CONNS
             rows_l = []
             keys_l = []
-            for (rows_c, key_c, *_), gf, gl in zip(chunks, gfirst, glens, strict=True):
-                gm = gf >= lo if hi is None else (gf >= lo) & (gf < hi)
-                if gm.any():
-                    rm = np.repeat(gm, gl)
-                    rows_l.append(take(rows_c, rm))
-                    keys_l.append(key_c[rm])
-            if rows_l:
-                self._settle(cat(rows_l), np.concatenate(keys_l), True, pb, pn, em)
+            for i, (rows_c, key_c, *_) in enumerate(chunks):
+                m = gch[lo:hi] == i
+                if m.any():
+                    st, ln = gst[lo:hi][m], gln[lo:hi][m]
+                    idx = np.repeat(st - np.r_[0, np.cumsum(ln)[:-1]], ln) + np.arange(ln.sum())
+                    rows_l.append(take(rows_c, idx))
+                    keys_l.append(key_c[idx])
+            self._settle([cat(rows_l), np.concatenate(keys_l)], True, pb, pn, em)
             del rows_l, keys_l
-            if hi is not None:
-                em = self._aggregate(em, upto=(1 << 62, 3, hi))
-            lo = hi
+            if hi < len(first):
+                em = self._aggregate(em, upto=(1 << 62, 3, int(first[hi])))
         return em
 
     def _settle(
         self,
-        rows: np.ndarray,
-        key: np.ndarray,
+        parts: list[np.ndarray],
         final: bool,
         pb: np.ndarray,
         pn: np.ndarray,
         em: _Emitted,
     ) -> list[np.ndarray]:
         """Group rows into connections: emit the finished ones into em, park the
-        simple ones still open; returns the rows of replayed connections still open."""
+        simple ones still open; returns the rows of replayed connections still open.
+        parts: [rows, their 4-tuple keys], emptied here (the rows are held once)."""
+        rows, key = parts
+        parts.clear()
         # Group by 4-tuple (hash of both endpoints, order-free), rows in time order.
         order = np.argsort(key, kind="stable")
         r = take(rows, order)
+        del rows
         c = _Cols(r)
         k = key[order]
         n = len(r)
