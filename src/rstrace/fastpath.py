@@ -916,7 +916,7 @@ class FastAnalysis:
         if rst >= 0:
             who = "responder" if pat in (P_REJ, P_RSTB) else "originator"
             picks.append((rst, f"RST from {who}"))
-        wanted = _notes(kind)
+        wanted = _NOTES.get(kind) or _notes(kind)
         out = []
         for i, note in picks:
             if note not in wanted:
@@ -930,7 +930,7 @@ class FastAnalysis:
             out.append(Evidence(int(ts[i]), self.names[int(ifc[i])], raw, note))
         if not out:  # (none wanted: the first packet, as pick_by_note does)
             return self._simple_evidence(rs, syn, -1, -1, pat, _UNANSWERED)
-        out.sort(key=lambda e: e.ts)
+        # In time order already: the SYN is the connection's first row, the RST its last.
         return out[:MAX_EVIDENCE]
 
     # -- the rest: the reference tracker ------------------------------------------------
@@ -1438,28 +1438,6 @@ def _local_batches(entry: FileEntry, read_bs: int) -> Iterator[tuple[bytes, byte
         yield pkts, meta
 
 
-MMAP_THRESHOLD = 4 << 20
-"""glibc serves blocks from this size on with their own mappings (see below)."""
-
-
-def _fixed_mmap_threshold(paths: list[str]) -> None:
-    """Fix glibc's mmap threshold for a big capture. By default it rises to the size of
-    any mapped block freed (up to 32 MB), so the window's work arrays then come from
-    the heap, interleaved with long-lived objects, and the freed space is not given
-    back: on a flood capture a third of the peak RSS was such holes. Fixed, arrays
-    above it are mapped and unmapped whole. No-op elsewhere (no glibc, small files)."""
-    import os
-
-    try:
-        if sum(os.path.getsize(p) for p in paths) < 64 << 20:
-            return
-        import ctypes
-
-        ctypes.CDLL(None).mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError, TypeError):
-        pass
-
-
 def analyze_fast(
     paths: list[str],
     batch_size: int = 4096,
@@ -1478,7 +1456,6 @@ def analyze_fast(
     before numpy was imported; without it the files are read here.
     """
     fa = FastAnalysis(paths, batch_size, window_rows, read_batch)
-    _fixed_mmap_threshold(paths)
     try:
         if prefetch is not None:
             files, pre = prefetch
