@@ -519,3 +519,64 @@ def test_an_event_the_kernel_refuses_is_reported_and_the_rest_still_runs(
             s.connect(("127.0.0.1", port))
         events = _collect(kt, _has(event="send_reset", sport=port))
     assert any(e.event == "send_reset" and e.sport == port for e in events)
+
+
+_NOROUTE_CLIENT = r"""
+import ctypes, json, os, socket
+ctypes.CDLL(None).prctl(15, b"rst-noroute", 0, 0, 0)
+c = socket.socket()
+try: c.connect(("198.51.100.7", 9)); r = 0
+except OSError as e: r = e.errno
+print(json.dumps({"pid": os.getpid(), "errno": r}))
+"""
+
+
+@pytest.mark.root
+def test_connect_without_a_route_is_seen_with_destination_unknown() -> None:
+    """A namespace with only lo: connect() fails in routing, before any socket state."""
+    with netlab.lab("single") as lb, KernelTrace(syscalls=True) as kt:
+        out = lb.python(lb.client, _NOROUTE_CLIENT)
+        events = _collect(kt, _has(event="connect", pid=out["pid"]))
+    assert out["errno"] == 101  # ENETUNREACH, from the kernel
+    failed = [e for e in events if e.event == "connect" and e.pid == out["pid"]]
+    assert [(e.errno, e.comm, e.daddr, e.dport, e.context) for e in failed] == [
+        ("ENETUNREACH", "rst-noroute", None, None, "process")
+    ]
+    assert not [e for e in events if e.event == "set_state" and e.pid == out["pid"]]
+
+
+_NOFILE_CLIENT = r"""
+import ctypes, json, os, resource, socket
+ctypes.CDLL(None).prctl(15, b"rst-nofiles", 0, 0, 0)
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4)
+cli = socket.create_connection(srv.getsockname())
+held, errs = [], []
+resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
+while True:
+    try: held.append(socket.socket())
+    except OSError as e: errs.append(("socket", e.errno)); break
+try: srv.accept()
+except OSError as e: errs.append(("accept", e.errno))
+print(json.dumps({"pid": os.getpid(), "errs": errs}))
+"""
+
+
+@pytest.mark.root
+def test_socket_and_accept_out_of_file_descriptors() -> None:
+    with KernelTrace(syscalls=True) as kt:
+        proc = subprocess.run(
+            [sys.executable, "-c", _NOFILE_CLIENT],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        out = json.loads(proc.stdout)
+        events = _collect(kt, _has(event="accept", pid=out["pid"]))
+    assert out["errs"] == [["socket", 24], ["accept", 24]]  # EMFILE twice, from the kernel
+    mine = [
+        (e.event, e.errno, e.comm)
+        for e in events
+        if e.pid == out["pid"] and e.event in ("socket", "accept")
+    ]
+    assert mine == [("socket", "EMFILE", "rst-nofiles"), ("accept", "EMFILE", "rst-nofiles")]
