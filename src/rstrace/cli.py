@@ -329,3 +329,94 @@ def sockets(
         click.echo("rstrace: note: not root: processes of other users are not shown", err=True)
     if port is not None and not listeners:
         sys.exit(EXIT_FAILURES)
+
+
+CAPTURE_EXAMPLES = """
+\b
+examples:
+  rstrace capture                        # RSTs on every interface, lo included
+  rstrace capture --handshake            # and the SYNs and SYN-ACKs around them
+  rstrace capture -i lo -i eth0 -c 10    # two interfaces, stop after 10 packets
+  rstrace capture --duration 60 -w rst.pcapng   # one minute into pcapng (named interfaces)
+  rstrace capture -w rst.pcapng --print  # write and print
+  rstrace capture --json | jq .dport     # one JSON object per packet
+"""
+
+
+@main.command(epilog=CAPTURE_EXAMPLES)
+@click.option(
+    "-i",
+    "--interface",
+    "interfaces",
+    multiple=True,
+    metavar="IFACE",
+    help="Capture only on IFACE (repeatable; default: every interface, "
+    "and those that appear while it runs).",
+)
+@click.option("--handshake", is_flag=True, help="Also show SYNs and SYN-ACKs.")
+@click.option("-c", "--count", type=click.IntRange(min=1), help="Stop after N packets.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop after SECONDS.",
+)
+@click.option(
+    "-w",
+    "--write",
+    "write_path",
+    metavar="FILE",
+    help="Write the packets to FILE as pcapng, one named interface block per interface "
+    "(- for stdout). Lines are not printed unless --print.",
+)
+@click.option("--print", "print_too", is_flag=True, help="With -w: print the lines too.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per packet.")
+def capture(
+    interfaces: tuple[str, ...],
+    handshake: bool,
+    count: int | None,
+    duration: float | None,
+    write_path: str | None,
+    print_too: bool,
+    as_json: bool,
+) -> None:
+    """Print TCP RSTs live on every interface at once, loopback included, each line in
+    tcpdump -n -v form with the interface name after the timestamp.
+
+    Needs root or CAP_NET_RAW. Ctrl-C or SIGTERM stop it and print, per interface,
+    the packets captured and those the kernel dropped.
+    """
+    from rstrace.capture import CaptureOptions, run_capture
+    from rstrace.sources.live import LiveCaptureError
+
+    names = [i for i in interfaces if i != "any"] if interfaces else []
+    if write_path == "-" and (print_too or as_json):
+        raise click.UsageError("-w - writes the capture to stdout: --print/--json cannot")
+    stream = None
+    if write_path is not None:
+        try:
+            stream = sys.stdout.buffer if write_path == "-" else open(write_path, "wb")  # noqa: SIM115
+        except OSError as e:
+            raise click.ClickException(f"cannot write {write_path}: {e.strerror}") from None
+    opts = CaptureOptions(
+        interfaces=names or None,
+        handshake=handshake,
+        count=count,
+        duration=duration,
+        write=stream,
+        lines=write_path is None or print_too,
+        as_json=as_json,
+    )
+    try:
+        res = run_capture(opts, sys.stdout, sys.stderr)
+    except LiveCaptureError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        if stream is not None and stream is not sys.stdout.buffer:
+            stream.close()
+    for name in sorted(res.stats):
+        st = res.stats[name]
+        click.echo(
+            f"{name}: {res.kept.get(name, 0)} packets captured, {st.dropped} dropped by kernel",
+            err=True,
+        )

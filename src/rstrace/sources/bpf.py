@@ -28,6 +28,14 @@ _VLAN_FRAMES = "(ether proto 0x8100 or ether proto 0x88a8 or ether proto 0x9100)
 _TCP4_ALL = "tcp"
 _TCP6_ALL = "(ip6 and ip6[6] == 6)"
 
+# `rstrace capture`: RSTs only, or RSTs with SYN and SYN-ACK (--handshake).
+# TCP flags are byte 13 of the TCP header: byte 53 of an IPv6 packet without
+# extension headers; RST is 0x04, SYN 0x02.
+_TCP4_RST = "(tcp[tcpflags] & tcp-rst != 0)"
+_TCP6_RST = "(ip6 and ip6[6] == 6 and ip6[53] & 4 != 0)"
+_TCP4_RST_SYN = "(tcp[tcpflags] & (tcp-syn|tcp-rst) != 0)"
+_TCP6_RST_SYN = "(ip6 and ip6[6] == 6 and ip6[53] & 6 != 0)"
+
 
 def control_filter(linktype: int) -> str:
     """Filter for the findings path: control packets and the unclassifiable."""
@@ -39,8 +47,21 @@ def all_tcp_filter(linktype: int) -> str:
     return _filter(_TCP4_ALL, _TCP6_ALL, linktype)
 
 
-def _filter(tcp4: str, tcp6: str, linktype: int) -> str:
-    parts = [tcp4, _IP4_LATER_FRAGMENT, _ICMP4_UNREACH, tcp6, _ICMP6_UNREACH, _IP6_UNCLASSIFIED]
+def rst_filter(linktype: int) -> str:
+    """Filter for `rstrace capture`: TCP RSTs (IPv4 and IPv6) and the unclassifiable."""
+    return _filter(_TCP4_RST, _TCP6_RST, linktype, icmp=False)
+
+
+def rst_syn_filter(linktype: int) -> str:
+    """Filter for `rstrace capture --handshake`: RSTs, SYNs and SYN-ACKs, the unclassifiable."""
+    return _filter(_TCP4_RST_SYN, _TCP6_RST_SYN, linktype, icmp=False)
+
+
+def _filter(tcp4: str, tcp6: str, linktype: int, *, icmp: bool = True) -> str:
+    if icmp:
+        parts = [tcp4, _IP4_LATER_FRAGMENT, _ICMP4_UNREACH, tcp6, _ICMP6_UNREACH, _IP6_UNCLASSIFIED]
+    else:
+        parts = [tcp4, _IP4_LATER_FRAGMENT, tcp6, _IP6_UNCLASSIFIED]
     if linktype == DLT_EN10MB:
         parts.append(_VLAN_FRAMES)
     return " or ".join(parts)
