@@ -416,7 +416,8 @@ def capture(
             stream.close()
     for name in sorted(res.stats):
         st = res.stats[name]
+        n = res.kept.get(name, 0)
         click.echo(
-            f"{name}: {res.kept.get(name, 0)} packets captured, {st.dropped} dropped by kernel",
+            f"{name}: {n} packet{'' if n == 1 else 's'} captured, {st.dropped} dropped by kernel",
             err=True,
         )
