@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from rstrace import lane, track
 from rstrace.cli import main
 from rstrace.sources.capfile import CaptureReader
 from rstrace.track import ConnectionTable
@@ -293,6 +294,65 @@ def test_fast_lane_changes_no_connection_field(stress_pcap: Path, batch: int) ->
 @pytest.mark.parametrize("path", CAPTURES, ids=_name)
 def test_fast_lane_changes_no_connection_field_on_captures(path: Path) -> None:
     assert _connections(path, lane=True) == _connections(path, lane=False)
+
+
+@pytest.fixture(scope="module")
+def stress_pcap2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("stress2") / "stress2.pcap"
+    stress_capture(path, seed=11, conns=600)
+    return path
+
+
+def _count_bulk(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make every batch try lane.bulk(); the returned list collects the frames it did."""
+    done: list[int] = []
+    real = lane.bulk
+
+    def counted(*args):  # type: ignore[no-untyped-def]
+        got = real(*args)
+        if got is not None:
+            done.append(got[1])
+        return got
+
+    monkeypatch.setattr(lane, "bulk", counted)
+    monkeypatch.setattr(track, "_BULK_BYTES", 1)
+    return done
+
+
+@pytest.mark.parametrize(
+    ("which", "min_run", "batch"),
+    [("stress", 24, 4096), ("stress", 2, 4096), ("stress", 2, 300), ("stress", 1, 7),
+     ("stress2", 2, 4096), ("stress2", 3, 1000), ("stress2", 24, 4096)],
+)  # fmt: skip
+def test_bulk_lane_changes_no_connection_field(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    which: str,
+    min_run: int,
+    batch: int,
+) -> None:
+    """lane.bulk() against the plain per-packet logic, run on every batch, also where a
+    connection has only a few frames in it (MIN_RUN lowered)."""
+    path = request.getfixturevalue(f"{which}_pcap" if which == "stress" else "stress_pcap2")
+    ref = _connections(path, lane=False, batch=batch)
+    monkeypatch.setattr(lane, "MIN_RUN", min_run)
+    done = _count_bulk(monkeypatch)
+    assert _connections(path, lane=True, batch=batch) == ref
+    assert sum(done) > 1000  # it did take part
+
+
+def test_bulk_lane_leaves_colliding_keys_to_the_per_packet_path(
+    stress_pcap: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a hash that puts every key in one group, bulk() must notice and do nothing."""
+    import numpy as np
+
+    ref = _connections(stress_pcap, lane=False)
+    monkeypatch.setattr(lane, "MIN_RUN", 2)
+    monkeypatch.setattr(lane, "_MIX", np.zeros(5, np.uint64))
+    done = _count_bulk(monkeypatch)
+    assert _connections(stress_pcap, lane=True) == ref
+    assert done == []
 
 
 def test_reader_thread_stops_when_the_consumer_stops_early(stress_pcap: Path) -> None:

@@ -59,10 +59,16 @@ import hashlib
 import heapq
 import itertools
 import re
+import struct
 from collections.abc import Sequence
 
 from .model import ACK, FIN, RST, SYN, Connection, Evidence, Segment, Side, Unreachable
 from .sources.decode import FrameBatch, fast_layout
+
+_META = struct.Struct("=IIII")  # pcapy next_batch: sec, usec, offset, caplen per frame
+# Batches of at least this many frames (bytes of meta) try lane.bulk(); smaller ones
+# would not pay for importing numpy.
+_BULK_BYTES = 512 * _META.size
 
 __all__ = ["ConnectionTable", "conn_state"]
 
@@ -489,7 +495,17 @@ class ConnectionTable:
         nfast = 0
         seen = False
         now = self._now
-        for sec, usec, off, cap in fb.frames():
+        meta = fb.meta
+        if len(meta) >= _BULK_BYTES:
+            # Busy connections' plain runs at once (lane.py); the rest below, in order.
+            from rstrace import lane
+
+            got = lane.bulk(pkts, meta, layout, fast)
+            if got is not None:
+                meta, nfast, last_ts = got
+                if last_ts > now:
+                    now = last_ts
+        for sec, usec, off, cap in _META.iter_unpack(meta):
             ts = sec * 1_000_000 + usec
             key = None
             if cap >= min4:
