@@ -86,7 +86,16 @@ def _frame(v6: bool, src: bytes, dst: bytes, sp: int, dp: int, seq: int, ack: in
 class _Gen:
     """One connection's packets, from a random walk over what TCP stacks (and worse) send."""
 
-    def __init__(self, rnd: random.Random, t0: int, key: tuple[bool, bytes, bytes, int, int]):
+    def __init__(
+        self,
+        rnd: random.Random,
+        t0: int,
+        key: tuple[bool, bytes, bytes, int, int],
+        anomaly: float = 1.0,
+        steps: tuple[int, ...] = (0, 1, 3, 10, 40, 120),
+    ):
+        self.a = anomaly  # scales how often the odd cases come
+        self.steps = steps
         self.r = rnd
         self.t = t0
         self.v6, self.ch, self.sh, self.cp, self.sp = key
@@ -100,9 +109,9 @@ class _Gen:
 
     def tick(self) -> None:
         x = self.r.random()
-        if x < 0.003:
+        if x < 0.003 * self.a:
             self.t += self.r.choice((6, 61, 301, 400)) * 1_000_000  # timers fire
-        elif x < 0.01:
+        elif x < 0.01 * self.a:
             self.t += self.r.randrange(1_000_000, 5_000_000)
         else:
             self.t += self.r.randrange(1, 3000)
@@ -126,7 +135,7 @@ class _Gen:
         r = self.r
         n = r.choice((1, 100, 536, 1448, 1448, 1448))
         extra = r.choice((0, 0, 0, PSH, PSH, URG, ECE | CWR))
-        x = r.random()
+        x = r.random() / self.a
         if x < 0.06:  # retransmission of something already sent
             back = r.randrange(1, 3000)
             self.send(d, ACK | extra, n, seq=self.seq[d] - back)
@@ -183,14 +192,14 @@ class _Gen:
             else:
                 self.send(0, r.choice((ACK, PSH | ACK, 0)), 10)
             self.send(0, ACK)
-        steps = r.choice((0, 1, 3, 10, 40, 120))
+        steps = r.choice(self.steps)
         for _ in range(steps):
             d = 0 if r.random() < 0.4 else 1
             if r.random() < 0.55:
                 self.data(d)
             else:
                 self.send(d, ACK)
-            if r.random() < 0.01:
+            if r.random() < 0.01 * self.a:
                 self.send(d, r.choice((SYN, SYN | ACK, FIN | RST, SYN | FIN, RST)))
         y = r.random()
         if y < 0.45:
@@ -221,7 +230,16 @@ class _Gen:
         # else: just stops (idle)
 
 
-def stress_capture(path: Path, seed: int = 7, conns: int = 400) -> None:
+def stress_capture(
+    path: Path,
+    seed: int = 7,
+    conns: int = 400,
+    anomaly: float = 1.0,
+    steps: tuple[int, ...] = (0, 1, 3, 10, 40, 120),
+    spacing: int = 400_000,
+) -> None:
+    """anomaly scales how often the odd packets come, steps are the data/ACK exchanges a
+    connection may have, spacing bounds the gap between connection starts (µs)."""
     rnd = random.Random(seed)
     pkts: list[tuple[int, bytes, int]] = []
     t0 = 1_700_000_000_000_000
@@ -241,7 +259,7 @@ def stress_capture(path: Path, seed: int = 7, conns: int = 400) -> None:
             cp = rnd.choice((rnd.randrange(32768, 61000), rnd.choice(_LIKELY)))
             key = (v6, ch, sh, cp, sp)
             keys.append(key)
-        g = _Gen(rnd, t0 + i * rnd.randrange(1000, 400_000), key)
+        g = _Gen(rnd, t0 + i * rnd.randrange(1000, spacing), key, anomaly, steps)
         g.run()
         pkts += g.pkts
     pkts.sort(key=lambda p: p[0])  # stable: each connection keeps its order
@@ -297,9 +315,11 @@ def test_fast_lane_changes_no_connection_field_on_captures(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def stress_pcap2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("stress2") / "stress2.pcap"
-    stress_capture(path, seed=11, conns=600)
+def long_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Long connections that overlap in time, odd packets 20x rarer: long plain runs for
+    lane.bulk(), broken now and then (retransmission, gap, zero window, timers...)."""
+    path = tmp_path_factory.mktemp("long") / "long.pcap"
+    stress_capture(path, seed=11, conns=150, anomaly=0.05, steps=(40, 300, 1200), spacing=3000)
     return path
 
 
@@ -321,8 +341,8 @@ def _count_bulk(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 @pytest.mark.parametrize(
     ("which", "min_run", "batch"),
-    [("stress", 24, 4096), ("stress", 2, 4096), ("stress", 2, 300), ("stress", 1, 7),
-     ("stress2", 2, 4096), ("stress2", 3, 1000), ("stress2", 24, 4096)],
+    [("stress", 2, 300), ("stress", 1, 7), ("stress", 8, 100),
+     ("long", 24, 4096), ("long", 24, 300), ("long", 2, 1000), ("long", 1, 7)],
 )  # fmt: skip
 def test_bulk_lane_changes_no_connection_field(
     request: pytest.FixtureRequest,
@@ -333,12 +353,12 @@ def test_bulk_lane_changes_no_connection_field(
 ) -> None:
     """lane.bulk() against the plain per-packet logic, run on every batch, also where a
     connection has only a few frames in it (MIN_RUN lowered)."""
-    path = request.getfixturevalue(f"{which}_pcap" if which == "stress" else "stress_pcap2")
+    path = request.getfixturevalue(f"{which}_pcap")
     ref = _connections(path, lane=False, batch=batch)
     monkeypatch.setattr(lane, "MIN_RUN", min_run)
     done = _count_bulk(monkeypatch)
     assert _connections(path, lane=True, batch=batch) == ref
-    assert sum(done) > 1000  # it did take part
+    assert sum(done) > 200  # it did take part
 
 
 def test_bulk_lane_leaves_colliding_keys_to_the_per_packet_path(
