@@ -11,6 +11,7 @@ established data/ACK packets has to get exactly right). Regenerate only with
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import struct
@@ -22,6 +23,7 @@ from click.testing import CliRunner
 
 from rstrace import lane, track
 from rstrace.cli import main
+from rstrace.sources import capfile
 from rstrace.sources.capfile import CaptureReader
 from rstrace.track import ConnectionTable
 
@@ -373,6 +375,79 @@ def test_bulk_lane_leaves_colliding_keys_to_the_per_packet_path(
     done = _count_bulk(monkeypatch)
     assert _connections(stress_pcap, lane=True) == ref
     assert done == []
+
+
+def _fork_every_file(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Read every file in a child process that cuts data/ACK frames short in every batch
+    (as on a big capture); the returned list collects the children's pids."""
+    pids: list[int] = []
+    real = capfile._Forked.__init__
+
+    def init(self, *args):  # type: ignore[no-untyped-def]
+        real(self, *args)
+        pids.append(self.pid)
+
+    monkeypatch.setattr(capfile._Forked, "__init__", init)
+    monkeypatch.setattr(capfile, "_FORK_MIN_BYTES", 0)
+    monkeypatch.setattr(capfile, "_COMPACT_BYTES", capfile._META.size)
+    return pids
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=_name)
+def test_forked_reader_keeps_the_output(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Goldens again, each file read by the child process (truncated captures included:
+    its read error takes the reader's salvage path)."""
+    pids = _fork_every_file(monkeypatch)
+    text = _zeek_json(path)
+    _check(_name(path), text, False)
+    assert all(_gone(pid) for pid in pids)
+
+
+@pytest.mark.parametrize("which", ["stress", "long"])
+def test_forked_reader_changes_no_connection_field(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, which: str
+) -> None:
+    path = request.getfixturevalue(f"{which}_pcap")
+    ref = _connections(path, lane=False)
+    direct = sum(len(b.pkts) for b in CaptureReader([str(path)], mode="all").batches())
+    pids = _fork_every_file(monkeypatch)
+    sent = sum(len(b.pkts) for b in CaptureReader([str(path)], mode="all").batches())
+    assert sent < direct * 0.8  # the payload of data packets stayed in the child
+    assert _connections(path, lane=True) == ref
+    assert _connections(path, lane=False) == ref
+    assert len(pids) == 3 and all(_gone(pid) for pid in pids)
+
+
+def test_forked_reader_salvages_a_cut_file(
+    stress_pcap: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file cut mid-packet: libpcap's error comes from the child, the reader salvages
+    what is left, as it does reading itself."""
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(stress_pcap.read_bytes()[:-37])
+    direct = _zeek_json(cut)
+    pids = _fork_every_file(monkeypatch)
+    assert _zeek_json(cut) == direct
+    assert len(pids) == 1 and _gone(pids[0])
+
+
+def test_forked_reader_ends_the_child_when_the_consumer_stops_early(
+    stress_pcap: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pids = _fork_every_file(monkeypatch)
+    it = CaptureReader([str(stress_pcap)], mode="all", batch_size=16).batches()
+    next(it)
+    assert len(pids) == 1 and not _gone(pids[0])
+    it.close()  # what a consumer leaving the loop (break, exception) does
+    assert _gone(pids[0])
 
 
 def test_reader_thread_stops_when_the_consumer_stops_early(stress_pcap: Path) -> None:

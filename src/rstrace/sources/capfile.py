@@ -11,10 +11,13 @@ Two readers, one output:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import heapq
 import os
 import queue
+import signal
 import stat
 import struct
 import sys
@@ -43,14 +46,25 @@ from rstrace.sources.decode import (
     LINKTYPE_RAW,
     SUPPORTED_LINKTYPES,
     DecodeStats,
+    FastLayout,
     FrameBatch,
     decode_frame,
+    fast_layout,
     tcp_checksum_ok,
 )
 
 Record = Segment | Unreachable
 GZIP_MAGIC = b"\x1f\x8b"
 _META = struct.Struct("=IIII")
+_F_SETPIPE_SZ = 1031  # linux/fcntl.h
+_FORK_MIN_BYTES = 32 << 20
+"""Mode "all" reads files at least this big in a child process (_Forked)."""
+_COMPACT_BYTES = 512 * _META.size
+"""The child cuts data/ACK frames short in batches of at least this many frames (meta
+bytes); smaller ones are sent as they are (no numpy import for a small file)."""
+_KEEP = 100
+"""Bytes of a data/ACK frame the child sends from the IP header on: IPv6 + the longest
+TCP header (IPv4 without options is shorter)."""
 
 
 class CaptureError(Exception):
@@ -237,10 +251,20 @@ class CaptureReader:
         # A reader thread pays off only where the filter drops most packets: there
         # next_batch runs BPF with the GIL released. When every TCP packet passes,
         # its time goes into building the batch under the GIL, and a thread only
-        # adds contention (bench/README.md, 2026-11-23 evening) and memory.
-        reader: _Prefetch | _Direct
+        # adds contention (bench/README.md, 2026-11-23 evening) and memory; a big
+        # file is then read by a child process instead (_Forked).
+        reader: _Prefetch | _Direct | _Forked
+        layout = fast_layout(linktype)
         if self.mode == "control":
             reader = _Prefetch(handle, self.batch_size)
+        elif (
+            self.mode == "all"
+            and layout is not None
+            and copies is None
+            and not self.verify_checksums
+            and os.path.getsize(item.path) >= _FORK_MIN_BYTES
+        ):
+            reader = _Forked(item.path, filt, self.batch_size, layout)
         else:
             reader = _Direct(handle, self.batch_size)
         try:
@@ -465,6 +489,120 @@ class _Direct:
 
     def close(self) -> None:
         pass
+
+
+class _Forked:
+    """next_batch() in a forked child process, with _Prefetch's interface (mode "all").
+
+    With every TCP packet passing the filter, next_batch builds the batch holding the
+    GIL, so a thread cannot overlap it with the tracker (bench/README.md); a child
+    process reads on the other core. It also sends less: a data/ACK frame (IPv4
+    without options or IPv6 without extension headers, TCP, no SYN/FIN/RST) goes
+    through the pipe cut after _KEEP bytes of IP and TCP headers. Nothing reads such
+    a packet's payload: its size comes from the IP length fields, and evidence keeps
+    only SYN, SYN-ACK and RST packets and ICMP errors, which stay whole, as does
+    every other frame.
+    """
+
+    _HDR = struct.Struct("=qq")
+    _ERR = -1
+
+    def __init__(self, path: str, filt: str | None, batch_size: int, layout: FastLayout) -> None:
+        r, w = os.pipe()
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(w, _F_SETPIPE_SZ, 1 << 20)
+        pid = os.fork()
+        if pid == 0:  # the child: read, write, exit without the parent's cleanup
+            try:
+                os.close(r)
+                self._child(path, filt, batch_size, layout, w)
+            finally:
+                os._exit(0)
+        os.close(w)
+        self.pid: int | None = pid
+        self._stream = os.fdopen(r, "rb")
+
+    @classmethod
+    def _child(cls, path: str, filt: str | None, batch_size: int, layout: FastLayout,
+               fd: int) -> None:  # fmt: skip
+        out = os.fdopen(fd, "wb", buffering=1 << 20)
+        try:
+            handle = pcapy.open_offline(path)
+            if filt:
+                handle.setfilter(filt)
+            while True:
+                pkts, meta = handle.next_batch(batch_size)
+                if len(meta) >= _COMPACT_BYTES:
+                    pkts, meta = _compact(pkts, meta, layout)
+                out.write(cls._HDR.pack(len(pkts), len(meta)))
+                out.write(pkts)
+                out.write(meta)
+                out.flush()  # the parent works on this batch while we read the next
+                if not meta:
+                    return
+        except pcapy.PcapError as e:
+            msg = str(e).encode()
+            out.write(cls._HDR.pack(cls._ERR, len(msg)) + msg)
+            out.flush()
+
+    def get(self) -> tuple[bytes, bytes] | pcapy.PcapError:
+        a, b = self._HDR.unpack(self._read(self._HDR.size))
+        if a == self._ERR:
+            return pcapy.PcapError(self._read(b).decode(errors="replace"))
+        return self._read(a), self._read(b)
+
+    def _read(self, n: int) -> bytes:
+        data = self._stream.read(n)
+        if len(data) != n:
+            raise CaptureError("capture reader process ended early")
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)  # done already, or no longer needed
+            os.waitpid(self.pid, 0)
+            self.pid = None
+
+
+def _compact(pkts: bytes, meta: bytes, layout: FastLayout) -> tuple[bytes, bytes]:
+    """The batch with its data/ACK frames cut after _KEEP bytes of IP+TCP (see _Forked)."""
+    import numpy as np
+
+    from rstrace.sources.columns import META
+
+    m = np.frombuffer(meta, META).copy()
+    off = m["off"].astype(np.int64)
+    cap = m["caplen"].astype(np.int64)
+    width = layout.ip_off + _KEEP
+    long = np.flatnonzero(cap > width)
+    if not len(long):
+        return pkts, meta
+    buf = np.frombuffer(pkts, np.uint8)
+    o = off[long] + layout.ip_off
+    e = off[long] + layout.etype_off
+    et = (buf[e].astype(np.int64) << 8) | buf[e + 1]
+    b0 = buf[o]
+    total = (buf[o + 2].astype(np.int64) << 8) | buf[o + 3]
+    # As the tracker's header unpack reads them (IPv4 total length 0: _ip_len() then
+    # counts the captured bytes, so such a frame stays whole).
+    v4 = (et == 0x0800) & (b0 == 0x45) & ((buf[o + 6] & 0x1F) == 0) & (buf[o + 7] == 0)
+    v4 &= (buf[o + 9] == 6) & (total != 0)
+    v6 = (et == 0x86DD) & ((b0 >> 4) == 6) & (buf[o + 6] == 6)
+    flags = buf[o + np.where(v4, 20, 40) + 13]
+    cut = long[(v4 | v6) & ((flags & 7) == 0)]
+    if not len(cut):
+        return pkts, meta
+    cap[cut] = width
+    new_off = np.cumsum(cap) - cap
+    m["caplen"] = cap
+    m["off"] = new_off
+    mv = memoryview(pkts)
+    return (
+        b"".join([mv[a : a + c] for a, c in zip(off.tolist(), cap.tolist(), strict=True)]),
+        m.tobytes(),
+    )
 
 
 class Copies:
