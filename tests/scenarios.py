@@ -37,11 +37,15 @@ Pkt = netlab.Pkt
 
 #: Shared helpers for all snippets run with ``python3 -c`` inside a namespace.
 PRELUDE = r"""
-import errno, fcntl, json, select, socket, struct, sys, time
+import errno, fcntl, json, os, select, socket, struct, sys, time
 A = json.loads(sys.argv[1])
 SIOCINQ, SIOCOUTQ = 0x541B, 0x5411
+import ctypes  # a name that ps and the kernel's events show (PR_SET_NAME)
+COMM = A.get("comm", "rsts-snippet") if isinstance(A, dict) else "rsts-snippet"
+ctypes.CDLL(None).prctl(15, COMM.encode()[:15], 0, 0, 0)
 
 def out(**kw):
+    kw.setdefault("pid", os.getpid())
     print(json.dumps(kw), flush=True)
 
 def fam(host):

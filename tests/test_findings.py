@@ -65,14 +65,53 @@ def test_findings_match_what_the_scenario_did(name: str) -> None:
 
 @pytest.mark.root
 @pytest.mark.parametrize("name", sorted(MANIFEST))
-def test_findings_on_a_fresh_recording(name: str, tmp_path: Path) -> None:
-    """Run the scenario on the real kernel now, record it, and diagnose the recording."""
+def test_findings_on_a_fresh_recording(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run the scenario on the real kernel now, record it, and diagnose the recording.
+
+    While the scenario records, `rstrace diagnose` watches the same namespace live:
+    its findings must be the ones analyze finds in the recording.
+    """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import scenarios
 
+    live: list[dict] = []
+    for recorder in ("tcpdump", "dumpcap"):
+        monkeypatch.setattr(scenarios.netlab, recorder, _watched(getattr(scenarios.netlab,
+                            recorder), live))  # fmt: skip
     entry = scenarios.run(name, tmp_path)
     check_findings(name, entry, tmp_path / entry["file"])
+    assert len(live) == 1, "one diagnose window per recording"
+    recorded = analyze_files([str(tmp_path / entry["file"])])
+    want = sorted((f.kind, f.server, f.ports, f.count) for f in recorded.findings)
+    got = sorted((f["kind"], f["server"], f["ports"], f["count"]) for f in live[0]["findings"])
+    assert got == want, f"diagnose live: {got}; analyze of the recording: {want}"
+    # The scenario's own processes call themselves rsts-snippet: diagnose names the client.
+    for f in live[0]["findings"]:
+        if f["kind"] in CLIENT_NAMED:
+            comms = {c["comm"] for c in f["client_processes"]}
+            assert "rsts-snippet" in comms, (f["kind"], f["headline"], comms)
+
+
+# Kinds whose failing connections a process of this host opened with connect() in every
+# scenario (the others are raw-socket forgeries or spoofed SYNs: no process to name).
+CLIENT_NAMED = {"refused", "timeout", "unreachable", "abort", "stale", "listen-overflow"}
+
+
+def _watched(recorder, live: list[dict]):  # type: ignore[no-untyped-def]
+    """The scenario's recorder, with `rstrace diagnose` watching its namespace around it."""
+    from contextlib import contextmanager
+
+    from tests.livediag import watching
+
+    @contextmanager
+    def wrapped(ns: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with watching(ns, live), recorder(ns, *args, **kwargs) as cap:
+            yield cap
+
+    return wrapped
 
 
 def check_findings(name: str, truth: dict, path: Path) -> None:

@@ -421,3 +421,150 @@ def capture(
             f"{name}: {n} packet{'' if n == 1 else 's'} captured, {st.dropped} dropped by kernel",
             err=True,
         )
+
+
+DIAGNOSE_EXAMPLES = """
+\b
+examples:
+  rstrace diagnose                      # watch this host 10 s, every interface
+  rstrace diagnose --duration 60        # a longer window (Ctrl-C ends it early)
+  rstrace diagnose -i lo -i eth0        # only these interfaces
+  rstrace diagnose --netns blue         # inside network namespace 'blue'
+  rstrace diagnose --json               # JSON (schema rstrace.diagnose/1)
+  rstrace diagnose --exit-code          # exit 1 when failed connections were found
+"""
+
+
+@main.command(epilog=DIAGNOSE_EXAMPLES)
+@click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds to watch (Ctrl-C ends the window early).")  # fmt: skip
+@click.option("-i", "--interface", "interfaces", multiple=True,
+              help="Capture only on this interface (repeatable); default: all.")  # fmt: skip
+@click.option("--netns", help="Diagnose inside this network namespace (/run/netns/NAME).")
+@click.option("--json", "as_json", is_flag=True, help="JSON (schema rstrace.diagnose/1).")
+@click.option("--no-kernel", is_flag=True, help="Do not use tracefs (no kernel reasons).")
+@click.option("--no-capture", is_flag=True,
+              help="No packet capture (kernel events, sockets and counters only).")  # fmt: skip
+@click.option("--no-syscalls", is_flag=True,
+              help="Do not trace connect()/socket()/accept() errors (kind 'local').")  # fmt: skip
+@click.option("--top", default=20, show_default=True, help="Findings shown in text output.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when failed connections were found.")
+def diagnose(
+    duration: float,
+    interfaces: tuple[str, ...],
+    netns: str | None,
+    as_json: bool,
+    no_kernel: bool,
+    no_capture: bool,
+    no_syscalls: bool,
+    top: int,
+    exit_code: bool,
+) -> None:
+    """Watch this host for a window and say which connections fail, who makes
+    them, who answers, and why.
+
+    Runs together: packet capture on every interface (control packets only),
+    kernel events through tracefs (who called connect(), why the kernel reset or
+    dropped), the TCP counters, listeners and their processes (sock_diag, /proc),
+    and the firewall's rule counters. Needs root for capture and tracefs; without
+    them it runs with what it can see and says what it could not.
+    """
+    import signal
+
+    from rstrace.investigate import investigate
+    from rstrace.sources.netns import NetnsError
+
+    stopping = {"now": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stopping["now"]:
+            raise KeyboardInterrupt
+        stopping["now"] = True
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    progress = _progress(duration) if sys.stderr.isatty() and not as_json else None
+    try:
+        inv = investigate(
+            duration,
+            interfaces=list(interfaces) or None,
+            netns=netns,
+            kernel=not no_kernel,
+            capture=not no_capture,
+            syscalls=not no_syscalls,
+            progress=progress,
+            should_stop=lambda: stopping["now"],
+            on_ready=lambda ifaces, kernel: click.echo(
+                f"rstrace: watching {', '.join(ifaces) or 'no interface'}"
+                f"{' and kernel events' if kernel else ''} for {duration:g} s "
+                "(Ctrl-C ends early)",
+                err=True,
+            ),
+        )
+    except NetnsError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+        if progress is not None:
+            progress.close()  # type: ignore[attr-defined]
+    if as_json:
+        from rstrace.render.diagnosis import render_diagnosis_json
+
+        sys.stdout.write(render_diagnosis_json(inv) + "\n")
+    else:
+        from rstrace.render.diagnosis import render_diagnosis_text
+
+        render_diagnosis_text(inv, sys.stdout, top=top)
+    for w in inv.warnings:
+        click.echo(f"rstrace: warning: {w}", err=True)
+    if exit_code and inv.failed:
+        sys.exit(EXIT_FAILURES)
+
+
+class _progress:
+    """A one-line progress indicator on stderr (a terminal only): elapsed and failures."""
+
+    def __init__(self, duration: float) -> None:
+        self.duration = duration
+        self.last = -1.0
+
+    def __call__(self, elapsed: float, failed: int) -> None:
+        if elapsed - self.last < 0.25:
+            return
+        self.last = elapsed
+        width = 30
+        done = int(width * min(elapsed / self.duration, 1.0))
+        sys.stderr.write(
+            f"\rdiagnose [{'#' * done}{'.' * (width - done)}] "
+            f"{elapsed:4.1f}/{self.duration:.0f} s, {failed} failed so far "
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\r" + " " * 70 + "\r")
+        sys.stderr.flush()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Both windows as JSON, one per line.")
+def demo(as_json: bool) -> None:
+    """Replay the case study on loopback: a client connects twice a second to a
+    port where nothing listens; diagnose names it; then the missing listener
+    starts and the failures stop. Needs root (capture and tracefs); cleans up
+    after itself."""
+    from rstrace.demo import run_demo
+    from rstrace.render.diagnosis import render_diagnosis_json, render_diagnosis_text
+
+    def say(text: str) -> None:
+        if not as_json:
+            click.echo(text)
+
+    def show(inv: object) -> None:
+        if as_json:
+            sys.stdout.write(render_diagnosis_json(inv).replace("\n", "") + "\n")  # type: ignore[arg-type]
+        else:
+            render_diagnosis_text(inv, sys.stdout)  # type: ignore[arg-type]
+            click.echo("")
+
+    run_demo(say, show)

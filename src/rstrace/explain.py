@@ -92,6 +92,18 @@ def explain(f: Finding, window_s: float) -> tuple[str, list[str]]:
             "Rule out a host firewall: nft list ruleset | grep -i reject",
         ]
         return text, steps
+    if f.kind == "firewall-reject" and d.get("firewall_rule"):
+        rule = _top(d.get("firewall_rule"))
+        text = (
+            f"Connections from {_clients(f)} to {w} were answered by resets from this host's "
+            f"firewall, not by its TCP stack: the rule {rule} counted them and no TCP socket "
+            f"sent a reset. {how}."
+        )
+        steps = [
+            f"Is the rule meant to reject port {f.ports[0]}? nft -a list ruleset",
+            "If the service should be reachable, remove or narrow the rule",
+        ]
+        return text, steps
     if f.kind == "firewall-reject":
         rst_ttl, srv_ttl = _top(d.get("rst_ttl")), _top(d.get("server_ttl"))
         text = (
@@ -218,4 +230,34 @@ def explain(f: Finding, window_s: float) -> tuple[str, list[str]]:
             "Look for REJECT rules with icmp(v6) types: nft list ruleset",
         ]
         return text, steps
+    if f.kind == "local":
+        err = _top(d.get("errno")) or "an error"
+        meaning = LOCAL_ERRORS.get(err, "the kernel refused the call")
+        text = (
+            f"connect() (or socket()/accept()) failed with {err} before any packet left "
+            f"this host: {meaning}. {how}."
+        )
+        steps = LOCAL_STEPS.get(err, ["strace -f -e trace=network -p PID"])
+        return text, steps
     return f"{f.kind} at {w}. {how}.", []
+
+
+LOCAL_ERRORS = {
+    "EADDRNOTAVAIL": "no free local port (or the source address is gone)",
+    "ENETUNREACH": "no route to that network",
+    "EHOSTUNREACH": "no route to that host",
+    "EMFILE": "the process has no free file descriptor (RLIMIT_NOFILE)",
+    "ENFILE": "the system has no free file descriptor (fs.file-max)",
+    "EACCES": "permission denied (a firewall in OUTPUT, or a privileged port)",
+    "EPERM": "operation not permitted (a firewall rule in OUTPUT rejects it)",
+}
+LOCAL_STEPS = {
+    "EADDRNOTAVAIL": [
+        "sysctl net.ipv4.ip_local_port_range; ss -tan state time-wait | wc -l",
+        "Reuse connections (keep-alive, pools) instead of one per request",
+    ],
+    "ENETUNREACH": ["ip route get DESTINATION; is the default route there?"],
+    "EHOSTUNREACH": ["ip route get DESTINATION; ip neigh"],
+    "EMFILE": ["ls /proc/PID/fd | wc -l; grep 'open files' /proc/PID/limits"],
+    "ENFILE": ["cat /proc/sys/fs/file-nr /proc/sys/fs/file-max"],
+}
