@@ -202,10 +202,16 @@ def _has(**want: object) -> Callable[[list[KernelEvent]], bool]:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_refused_connect_names_the_process_and_the_reset(host: str) -> None:
-    """A short-lived client: by the time we poll it is gone, and its name is still known."""
-    port = _free_port(host)
+@pytest.mark.parametrize(
+    ("host", "addr", "family"),
+    [("127.0.0.1", "127.0.0.1", 4), ("::1", "::1", 6), ("::ffff:127.0.0.1", "127.0.0.1", 4)],
+)
+def test_refused_connect_names_the_process_and_the_reset(host: str, addr: str, family: int) -> None:
+    """A short-lived client: by the time we poll it is gone, and its name is still known.
+
+    An IPv6 socket connecting to an IPv4-mapped address sends IPv4: reported as IPv4,
+    so its events join the RST (sent by the IPv4 stack) and the packets by 4-tuple."""
+    port = _free_port(addr)
     with KernelTrace() as kt:
         assert kt.instance.path.is_dir()
         out = subprocess.run([sys.executable, "-c", _REFUSED_CLIENT, host, str(port)],
@@ -220,14 +226,15 @@ def test_refused_connect_names_the_process_and_the_reset(host: str) -> None:
     assert len(syn) == 1
     assert (syn[0].pid, syn[0].tid, syn[0].comm, syn[0].context) == (
         pid, pid, "rst-refused-cl", "process")  # fmt: skip
-    assert (syn[0].daddr, syn[0].dport, syn[0].family) == (host, port, 6 if ":" in host else 4)
+    assert (syn[0].daddr, syn[0].dport, syn[0].family) == (addr, port, family)
     rst = [e for e in events if e.event == "send_reset"]
     assert len(rst) == 1
-    assert (rst[0].reason, rst[0].state, rst[0].saddr, rst[0].sport) == (
-        "NO_SOCKET", None, host, port)  # fmt: skip
+    assert (rst[0].reason, rst[0].state, rst[0].saddr, rst[0].sport, rst[0].family) == (
+        "NO_SOCKET", None, addr, port, family)  # fmt: skip
     client_port = rst[0].dport
     closed = [e for e in events if e.newstate == "CLOSE" and e.skaddr == syn[0].skaddr]
     assert closed and closed[0].sport == client_port  # the pointer joins SYN_SENT to the tuple
+    assert (closed[0].saddr, closed[0].family) == (addr, family)
     recv = [e for e in events if e.event == "receive_reset"]
     assert recv and recv[0].sport == client_port and recv[0].sock_cookie
     assert abs(rst[0].ts - time.time() * 1e6) < 10e6  # epoch microseconds, not uptime

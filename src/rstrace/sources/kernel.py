@@ -141,6 +141,22 @@ def _inet(raw: bytes, family: int) -> str:
     return socket.inet_ntop(socket.AF_INET, raw[:4])
 
 
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
+def _addresses(v: dict[str, object]) -> tuple[int, str, str]:
+    """(IP version, saddr, daddr) of an event with family and v4/v6 address arrays.
+
+    An IPv6 socket talking to an IPv4-mapped address (::ffff:a.b.c.d) sends IPv4
+    packets: report it as IPv4, as packets and sock_diag show it, so joins by
+    4-tuple match (the v4 arrays hold inet_saddr/inet_daddr for every socket).
+    """
+    fam = int(v["family"])  # type: ignore[call-overload]
+    if fam == AF_INET6 and not bytes(v["daddr_v6"]).startswith(_V4_MAPPED):  # type: ignore[call-overload]
+        return 6, _inet(v["saddr_v6"], fam), _inet(v["daddr_v6"], fam)  # type: ignore[arg-type]
+    return 4, _inet(v["saddr"], AF_INET), _inet(v["daddr"], AF_INET)  # type: ignore[arg-type]
+
+
 def _sockaddr(raw: bytes) -> tuple[int | None, str | None, int | None]:
     """(version, address, port) of a struct sockaddr_in/_in6 copied into a tracepoint."""
     family = int.from_bytes(raw[0:2], "little")
@@ -148,6 +164,8 @@ def _sockaddr(raw: bytes) -> tuple[int | None, str | None, int | None]:
     if family == AF_INET:
         return 4, _inet(raw[4:8], AF_INET), port
     if family == AF_INET6 and len(raw) >= 24:
+        if raw[8:20] == _V4_MAPPED:
+            return 4, _inet(raw[20:24], AF_INET), port
         return 6, _inet(raw[8:24], AF_INET6), port
     return None, None, None
 
@@ -203,11 +221,7 @@ class Decoder:
         ctx = "irq" if raw.flags & _HARDIRQ else "softirq" if raw.flags & _SOFTIRQ else "process"
         ev = KernelEvent(ts, raw.kind, pid, raw.tid, comm, ctx, raw.cpu)
         if raw.kind in ("set_state", "receive_reset"):
-            fam = int(v["family"])  # type: ignore[call-overload]
-            ev.family = 6 if fam == AF_INET6 else 4
-            suffix = "_v6" if fam == AF_INET6 else ""
-            ev.saddr = _inet(v["saddr" + suffix], fam)  # type: ignore[arg-type]
-            ev.daddr = _inet(v["daddr" + suffix], fam)  # type: ignore[arg-type]
+            ev.family, ev.saddr, ev.daddr = _addresses(v)
             ev.sport, ev.dport = v["sport"], v["dport"]  # type: ignore[assignment]
             ev.skaddr = v["skaddr"]  # type: ignore[assignment]
             ev.protocol = "tcp"
@@ -236,11 +250,7 @@ class Decoder:
         if "reason" in v:
             ev.reason = self.reason_names["send_reset"].get(v["reason"])  # type: ignore[arg-type]
         if "sport" in v:  # kernels before 6.10: separate port/address fields
-            fam = int(v.get("family", AF_INET))  # type: ignore[call-overload]
-            suffix = "_v6" if fam == AF_INET6 else ""
-            ev.family = 6 if fam == AF_INET6 else 4
-            ev.saddr = _inet(v["saddr" + suffix], fam)  # type: ignore[arg-type]
-            ev.daddr = _inet(v["daddr" + suffix], fam)  # type: ignore[arg-type]
+            ev.family, ev.saddr, ev.daddr = _addresses({"family": AF_INET, **v})
             ev.sport, ev.dport = v["sport"], v["dport"]  # type: ignore[assignment]
         else:  # 6.10+: two struct sockaddr copies (src = the side sending the RST)
             ev.family, ev.saddr, ev.sport = _sockaddr(v["saddr"])  # type: ignore[arg-type]
