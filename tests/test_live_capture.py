@@ -369,3 +369,58 @@ def test_no_permission_is_one_line() -> None:
     assert res.stdout == ""
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "needs root or CAP_NET_RAW" in lines[0], res.stderr
+
+
+@pytest.mark.root
+def test_json_lines() -> None:
+    with netlab.lab("single", ipv6=True) as lab:
+        proc = _capture(lab, lab.client, "--json", "--handshake", "-c", "2")
+        assert _connect(lab, lab.client, (6, "::1", PORT)) == [111]
+        objs = [json.loads(ln) for ln in _lines(proc)]
+    syn, rst = objs
+    assert (syn["flags"], syn["dport"], syn["ack"]) == ("S", PORT, None)
+    assert (rst["flags"], rst["sport"], rst["dport"]) == ("R.", PORT, syn["sport"])
+    assert rst["ack"] == (syn["seq"] + 1) % 2**32 and rst["seq"] == 0
+    assert {o["interface"] for o in objs} == {"lo"} and {o["ip_version"] for o in objs} == {6}
+    assert rst["tcpdump"].split()[1] == "IP6" and abs(rst["ts"] - time.time()) < 600
+
+
+_API = """
+import json, socket, sys, time
+from rstrace.sources.bpf import rst_filter
+from rstrace.sources.decode import DecodeStats, decode_frame
+from rstrace.sources.live import LiveCapture
+
+with LiveCapture(bpf=rst_filter) as cap:
+    names = cap.interfaces
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", int(sys.argv[1])))
+    except OSError:
+        pass
+    got, deadline = [], time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        got = cap.poll(0.5)
+    p = got[0]
+    seg = decode_frame(p.linktype, p.data, p.ts, p.iface, DecodeStats())
+    st = cap.stats()["lo"]
+print(json.dumps({"names": names, "n": len(got), "iface": p.iface, "linktype": p.linktype,
+                  "ts": p.ts, "len": len(p.data), "wire_len": p.wire_len, "now": time.time(),
+                  "flags": seg.flags, "sport": seg.sport, "seg_iface": seg.iface,
+                  "captured": st.captured, "dropped": st.dropped, "received": st.received}))
+"""
+
+
+@pytest.mark.root
+def test_live_capture_api_as_diagnose_uses_it() -> None:
+    """LiveCapture in-process (in a namespace of ours): poll() gives the RST with its
+    interface, link type, time and lengths; decode_frame() turns it into a Segment."""
+    with netlab.lab("direct") as lab:
+        r = lab.python(lab.client, _API, PORT)
+    assert r["names"] == sorted(["lo", lab.client_if])
+    assert (r["n"], r["iface"], r["linktype"], r["seg_iface"]) == (1, "lo", 1, "lo")
+    assert r["flags"] & RST and r["sport"] == PORT
+    assert r["len"] == r["wire_len"] == 14 + 40  # Ethernet + IPv4 + TCP, no options
+    assert 0 <= r["now"] * 1e6 - r["ts"] < 10e6
+    # libpcap keeps one copy of a loopback packet; the kernel counted both directions.
+    assert (r["captured"], r["dropped"]) == (1, 0) and r["received"] >= 1

@@ -92,7 +92,11 @@ class IfaceStats:
     """Packets the kernel handed to the capture socket (ps_recv; loopback counts both
     directions there while libpcap keeps one copy, so this can exceed captured)."""
     dropped: int = 0
-    """Dropped by the kernel: the capture buffer was full (ps_drop)."""
+    """Dropped by the kernel: the capture buffer was full (ps_drop). On loopback both
+    copies of a packet count, as in received. (A kernel-side `inbound` filter would
+    keep the outgoing copy out of the ring, but libpcap 1.9.1 also runs a new filter
+    in userland over the ring's first block, where `inbound` cannot be evaluated, so
+    the first packets would be lost.)"""
     if_dropped: int = 0
     """Dropped by the interface or its driver (ps_ifdrop)."""
     captured: int = 0
@@ -143,7 +147,7 @@ class _LinkMonitor:
         return self.sock.fileno()
 
     def read(self) -> list[tuple[bool, int, str, bool]] | None:
-        """(exists, ifindex, name, up) per link event; None when events were lost."""
+        """(exists, ifindex, name, IFF_* flags) per link event; None when events were lost."""
         out = []
         while True:
             try:
@@ -160,20 +164,19 @@ class _LinkMonitor:
                     continue
                 name = msg.get_attr("IFLA_IFNAME")
                 if name:
-                    up = bool(msg["flags"] & _IFF_UP)
-                    out.append((event == _RTM_NEWLINK, msg["index"], name, up))
+                    out.append((event == _RTM_NEWLINK, msg["index"], name, msg["flags"]))
 
     def close(self) -> None:
         self.sock.close()
 
 
-def current_links() -> list[tuple[int, str, bool]]:
-    """(ifindex, name, up) of every link in this thread's network namespace."""
+def current_links() -> list[tuple[int, str, int]]:
+    """(ifindex, name, IFF_* flags) of every link in this thread's network namespace."""
     from pyroute2 import IPRoute
 
     with IPRoute() as ipr:
         links = ipr.get_links()
-    return [(ln["index"], ln.get_attr("IFLA_IFNAME"), bool(ln["flags"] & _IFF_UP)) for ln in links]
+    return [(ln["index"], ln.get_attr("IFLA_IFNAME"), ln["flags"]) for ln in links]
 
 
 def wire_length(linktype: int, frame: bytes) -> int:
@@ -197,6 +200,8 @@ class LiveCapture:
     none). An interface that cannot be opened or filtered is skipped with a warning
     (in `warnings`); being refused for lack of privilege raises
     CapturePermissionError. Use as a context manager, then call poll() in a loop.
+    `buffer_size` is each handle's kernel ring in bytes (None: libpcap's 2 MB), what
+    absorbs a burst while Python is busy.
     """
 
     def __init__(
@@ -205,10 +210,12 @@ class LiveCapture:
         *,
         bpf: Callable[[int], str],
         snaplen: int = 262144,
+        buffer_size: int | None = None,
     ) -> None:
         self._wanted = None if interfaces is None else set(interfaces)
         self._bpf = bpf
         self._snaplen = snaplen
+        self._buffer_size = buffer_size
         self._handles: dict[int, _Handle] = {}  # by ifindex
         self._by_fd: dict[int, _Handle] = {}
         self._closed_stats: dict[str, IfaceStats] = {}
@@ -328,9 +335,9 @@ class LiveCapture:
             if idx not in present:
                 self._close(self._handles[idx], out, "removed")
         self._names = {name for _idx, name, _up in links}
-        self._down = {name for _idx, name, up in links if not up and self._wants(name)}
-        for idx, name, up in links:
-            self._link_changed(True, idx, name, up, out)
+        self._down = {n for _i, n, fl in links if not fl & _IFF_UP and self._wants(n)}
+        for idx, name, flags in links:
+            self._link_changed(True, idx, name, flags, out)
 
     def _on_link_events(self, out: list[LivePacket]) -> None:
         assert self._links is not None
@@ -338,11 +345,12 @@ class LiveCapture:
         if events is None:
             self._sync(out)
             return
-        for exists, idx, name, up in events:
-            self._link_changed(exists, idx, name, up, out)
+        for exists, idx, name, flags in events:
+            self._link_changed(exists, idx, name, flags, out)
 
-    def _link_changed(self, exists: bool, idx: int, name: str, up: bool,
+    def _link_changed(self, exists: bool, idx: int, name: str, flags: int,
                       out: list[LivePacket]) -> None:  # fmt: skip
+        up = bool(flags & _IFF_UP)
         h = self._handles.get(idx)
         if h is not None:
             if not exists:
@@ -359,6 +367,8 @@ class LiveCapture:
         p = pcapy.create(name)
         p.set_snaplen(self._snaplen)
         p.set_timeout(_BLOCK_TIMEOUT_MS)
+        if self._buffer_size:
+            p.set_buffer_size(self._buffer_size)
         rc = p.activate()
         if rc < 0:
             p.close()
