@@ -350,11 +350,13 @@ examples:
     "interfaces",
     multiple=True,
     metavar="IFACE",
-    help="Capture only on IFACE (repeatable; default: every interface, "
+    help="Capture only on IFACE (repeatable; default or `any`: every interface, "
     "and those that appear while it runs).",
 )
 @click.option("--handshake", is_flag=True, help="Also show SYNs and SYN-ACKs.")
-@click.option("-c", "--count", type=click.IntRange(min=1), help="Stop after N packets.")
+@click.option(
+    "-c", "--count", type=click.IntRange(min=1), metavar="N", help="Stop after N packets."
+)
 @click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
