@@ -100,6 +100,8 @@ class HostView:
     listening_now: set[tuple[str, int]] = field(default_factory=set)
     sock_owners: dict[Tuple4, list[Process]] = field(default_factory=dict)
     owner_cache: dict[int, list[Process]] = field(default_factory=dict)
+    dest_owners: dict[tuple[str, int], list[Process]] = field(default_factory=dict)
+    """(remote addr, port) -> owners of a connecting socket to it (first seen)."""
     pid_in_netns: dict[int, bool | None] = field(default_factory=dict)
     """pid -> in our namespace, checked when its failing syscall was read."""
     """Socket inode -> its processes, looked up once per inode."""
@@ -124,6 +126,7 @@ class HostView:
             procs = owners.get(s.inode) if s.inode else None
             if procs and len(self.sock_owners) < 100_000:
                 self.sock_owners[(norm_addr(s.src), s.sport, norm_addr(s.dst), s.dport)] = procs
+                self.dest_owners.setdefault((norm_addr(s.dst), s.dport), procs)
 
 
 @dataclass
@@ -323,7 +326,9 @@ def _client_processes(
             e = min(evs, key=lambda ev: abs(ev.ts - ts))
             counts[(e.pid, e.comm)] += 1
             continue
-        procs = view.sock_owners.get(key)
+        # Without kernel events: the owner of that socket, or of a connecting socket
+        # of this namespace to the same destination, as sampled during the window.
+        procs = view.sock_owners.get(key) or view.dest_owners.get((key[2], key[3]))
         if procs:
             counts[(procs[0].pid, procs[0].name)] += 1
     return [ClientProcess(pid, comm, n, _process(pid)) for (pid, comm), n in counts.most_common()]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from rstrace.attribute import Attribution, HostView, attribute, in_namespace
+from rstrace.attribute import Attribution, HostView, attribute, in_namespace, norm_addr
 from rstrace.diagnose import Diagnoser, Verdict, build_findings
 from rstrace.model import Connection, Finding, KernelEvent
 from rstrace.sources import counters as counters_src
@@ -341,6 +341,9 @@ def _sample_sockets(view: HostView, missing: list[str], connecting: bool) -> boo
         if not any(m.startswith("sockets:") for m in missing):
             missing.append(f"sockets: {e} (no listener or socket owner facts)")
         return False
+    # A connecting socket's owner is looked up once per destination: under a flood of
+    # connects to one port, the /proc scan would otherwise run every sample.
+    socks = [s for s in socks if (norm_addr(s.dst), s.dport) not in view.dest_owners]
     inodes = {lst.inode for lst in listeners} | {s.inode for s in socks if s.inode}
     new = inodes - view.owner_cache.keys()
     if new:

@@ -31,6 +31,11 @@ import pcapy
 
 from rstrace.sources.decode import ETH_IPV4, ETH_IPV6, LINK_NAMES, ip_offset
 
+BUFFER_SIZE = 16 << 20
+"""libpcap ring per handle. On TPACKET_V3 libpcap 1.9.1 cuts it into 256 KB blocks
+whatever the snaplen, and retires a block every _BLOCK_TIMEOUT_MS even when nearly empty:
+the default 2 MB (8 blocks) overflows after 80 ms without a read at any packet rate;
+16 MB (64 blocks) gives 0.64 s."""
 _BLOCK_TIMEOUT_MS = 10
 """libpcap read timeout = TPACKET_V3 block retire timeout: the longest a packet waits."""
 _BATCH = 1024
@@ -200,8 +205,8 @@ class LiveCapture:
     none). An interface that cannot be opened or filtered is skipped with a warning
     (in `warnings`); being refused for lack of privilege raises
     CapturePermissionError. Use as a context manager, then call poll() in a loop.
-    `buffer_size` is each handle's kernel ring in bytes (None: libpcap's 2 MB), what
-    absorbs a burst while Python is busy.
+    `buffer_size` is each handle's kernel ring in bytes (default BUFFER_SIZE; None:
+    libpcap's 2 MB), what absorbs a burst while Python is busy.
     """
 
     def __init__(
@@ -210,7 +215,7 @@ class LiveCapture:
         *,
         bpf: Callable[[int], str],
         snaplen: int = 262144,
-        buffer_size: int | None = None,
+        buffer_size: int | None = BUFFER_SIZE,
     ) -> None:
         self._wanted = None if interfaces is None else set(interfaces)
         self._bpf = bpf
