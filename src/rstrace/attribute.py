@@ -57,12 +57,11 @@ LOCAL_ERRNOS = frozenset({
 # kfree_skb reasons that corroborate a kind (prefixes). kfree_skb has no addresses, so
 # these are host-wide counts: they support a finding, never make one.
 DROP_REASONS: dict[str, tuple[str, ...]] = {
-    "refused": ("NO_SOCKET",),
     "timeout": ("NETFILTER_DROP", "IP_", "NEIGH_", "NOMEM", "QDISC_"),
     "firewall-reject": ("NETFILTER_DROP",),
     "listen-overflow": ("TCP_LISTEN_OVERFLOW", "TCP_REQQFULLDROP"),
     "half-open": ("TCP_REQQFULLDROP", "TCP_LISTEN_OVERFLOW"),
-    "stale": ("NO_SOCKET", "TCP_"),
+    "stale": ("TCP_",),
     "injected": ("TCP_",),
 }
 

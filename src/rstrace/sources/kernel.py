@@ -47,13 +47,17 @@ from rstrace.sources import tracefs
 from rstrace.sources.tracefs import EventFormat, Instance, PageLayout, TracefsError
 
 #: Drop reasons of skb:kfree_skb worth reporting, besides every TCP_* reason.
-DROP_REASONS = frozenset({"NO_SOCKET", "NETFILTER_DROP", "SOCKET_BACKLOG", "IP_RPFILTER"})
+# NO_SOCKET is left out: tcp_send_reset says the same with the addresses, and under a
+# flood of refused connects it would be one more event per connect to read.
+DROP_REASONS = frozenset({"NETFILTER_DROP", "SOCKET_BACKLOG", "IP_RPFILTER"})
 
-#: Syscall errors that mean the connection failed on this host (plus refusals/timeouts,
-#: which name the process where packets cannot).  EINPROGRESS/EAGAIN are normal.
+#: Syscall errors that mean the connection failed on this host before packets could
+#: tell. Refusals, timeouts and resets are left out: packets show them, and the
+#: CLOSE->SYN_SENT event already names their process; under a flood of refused
+#: connects they would be one more event per connect. EINPROGRESS/EAGAIN are normal.
 CONNECT_ERRORS = (
-    "EADDRNOTAVAIL", "ENETUNREACH", "EHOSTUNREACH", "ECONNREFUSED", "ETIMEDOUT",
-    "EADDRINUSE", "EACCES", "EPERM", "ENOBUFS", "ENOMEM", "ECONNRESET",
+    "EADDRNOTAVAIL", "ENETUNREACH", "EHOSTUNREACH", "EADDRINUSE", "EACCES", "EPERM",
+    "ENOBUFS", "ENOMEM",
 )  # fmt: skip
 FD_ERRORS = ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
 
