@@ -223,8 +223,9 @@ def test_local_port_exhaustion_is_caught_before_any_packet() -> None:
         try:
             hog = lb.spawn_python(lb.client, _HOG, {"host": "127.0.0.1", "port": port,
                                                    "n": 5, "comm": "rst-hog"})  # fmt: skip
-            got = hog.result(timeout=20)
+            got = json.loads(hog.expect("{", timeout=20))
             out = d.result()
+            hog.send("go")
             srv.send("stop")
         finally:
             d.kill()
@@ -234,7 +235,8 @@ def test_local_port_exhaustion_is_caught_before_any_packet() -> None:
     assert "EADDRNOTAVAIL" in f["headline"]
 
 
-# Opens n connections and keeps them, so a two-port local range runs out.
+# Opens n connections and keeps them, so a two-port local range runs out; stays alive
+# until told (the kernel reads a failing syscall's namespace from the live process).
 _HOG = (
     scenarios.PRELUDE
     + r"""
@@ -246,7 +248,8 @@ for _ in range(A["n"]):
         keep.append(s)
     except OSError as e:
         errors.append(ename(e))
-out(errors=errors, connected=len(keep))
+print(json.dumps({"errors": errors, "connected": len(keep), "pid": os.getpid()}), flush=True)
+wait_go()  # a process that runs out of ports lives on: stay until diagnose has looked
 """
 )
 

@@ -301,7 +301,9 @@ def _open_kernel(stack: ExitStack, syscalls: bool, missing: list[str]):  # type:
     except kernel_src.KernelUnavailable as e:
         missing.append(f"{e} (no process names from the kernel, no reset or drop reasons)")
         return None
-    missing.extend(f"kernel: {m}" for m in kt.missing)
+    # Not the connect() destination caveat: it matters only for `local` findings, and
+    # those say "destination unknown" themselves.
+    missing.extend(f"kernel: {m}" for m in kt.missing if not m.startswith("connect(): dest"))
     return kt
 
 
@@ -309,9 +311,7 @@ def _open_capture(stack: ExitStack, interfaces: list[str] | None, missing: list[
     from rstrace.sources import live
 
     try:
-        cap = stack.enter_context(
-            live.LiveCapture(interfaces, bpf=control_filter, snaplen=SNAPLEN)
-        )
+        cap = stack.enter_context(live.LiveCapture(interfaces, bpf=control_filter, snaplen=SNAPLEN))
     except (live.LiveCaptureError, OSError) as e:
         missing.append(f"packets: {e}")
         return None

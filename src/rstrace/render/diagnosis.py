@@ -38,7 +38,13 @@ def render_diagnosis_text(inv: Investigation, out: TextIO, top: int = TOP_FINDIN
         for line in _wrap(m, 0, "could not see: "):
             emit(line)
     if inv.dropped:
-        emit(f"warning: the kernel dropped {inv.dropped} packets before we read them")
+        share = inv.dropped / max(inv.packets, inv.dropped, 1)
+        fails = inv.counters.get("Tcp.AttemptFails")
+        emit(
+            f"warning: the kernel dropped {inv.dropped} packets ({share:.0%}) before we read "
+            "them: counts below are lower bounds"
+            + (f"; Tcp.AttemptFails rose by {fails}" if fails else "")
+        )
     if inv.kernel_lost:
         emit(f"warning: {inv.kernel_lost} kernel events were lost (trace buffer overrun)")
     if not inv.findings:
