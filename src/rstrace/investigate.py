@@ -57,8 +57,10 @@ class Investigation:
     netns: str | None
     interfaces: list[str]
     packets: int
+    """Packets libpcap delivered (after the BPF filter)."""
     dropped: int
-    """Packets the kernel dropped before libpcap read them (pcap stats, all handles)."""
+    """Packets the kernel dropped before libpcap read them (pcap stats, all handles; on lo
+    the kernel counts both copies of a packet, so up to twice the packets lost)."""
     kernel_events: int
     kernel_lost: int
     missing: list[str] = field(default_factory=list)
@@ -324,7 +326,9 @@ def _capture_totals(cap) -> tuple[list[str], int, int]:  # type: ignore[no-untyp
         return [], 0, 0
     stats = cap.stats()
     names = sorted(stats)
-    return names, sum(s.received for s in stats.values()), sum(s.dropped for s in stats.values())
+    # captured: packets delivered to us. The kernel's received/dropped count each lo
+    # packet twice (sent and received copies), libpcap keeps one.
+    return names, sum(s.captured for s in stats.values()), sum(s.dropped for s in stats.values())
 
 
 def _sample_sockets(view: HostView, missing: list[str], connecting: bool) -> bool:
