@@ -240,6 +240,33 @@ def test_sliced_final_flush(stream: str, flush: int, monkeypatch: pytest.MonkeyP
     assert _fast([stream], window=1000, read=4096) == ref
 
 
+def test_flood_parks_and_rebuilds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of simple patterns (half-open, refused, timeouts) crowded in time, read
+    in small windows: most connections wait parked across windows (half-open ones
+    until the end), parked chunks are rebuilt as rows leave and merged as they pile up."""
+    rng = random.Random(23)
+    pk: list[tuple[int, bytes]] = []
+    for i in range(3000):
+        t = T0 + int(rng.uniform(0, 20) * 1e6)
+        pk += _conn(rng, t, rng.choice(["half-open", "refused", "timeout"]), 10000 + i)
+    pk.sort(key=lambda p: p[0])
+    path = tmp_path / "flood.pcap"
+    path.write_bytes(pcapgen.pcap(pk, linktype=1))
+    ref = _reference([str(path)], monkeypatch, bs=64)  # (batch ends matter to the tracker)
+    assert {f["kind"] for f in ref["findings"]} >= {"refused", "timeout", "half-open"}
+    rebuilt: list[int] = []
+    rebuild = fastpath.FastAnalysis._rebuild
+
+    def spy(self: fastpath.FastAnalysis, chunks: list[Any]) -> Any:
+        rebuilt.append(len(chunks))
+        return rebuild(self, chunks)
+
+    monkeypatch.setattr(fastpath.FastAnalysis, "_rebuild", spy)
+    monkeypatch.setattr(fastpath, "MAX_CHUNKS", 4)
+    assert _fast([str(path)], bs=64, window=300, read=64) == ref
+    assert 1 in rebuilt and max(rebuilt) > 1  # rows left chunks; chunks were merged
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_small_streams_identical(
     seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

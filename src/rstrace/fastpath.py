@@ -15,8 +15,9 @@ Design (why it gives identical results):
   batch end, then ICMP without a connection, then the final flush. Both halves
   compute (batch, phase, heap key, row) for each connection; the heap key of a
   simple pattern is simulated from its pushes and the batch-end clocks.
-* A 4-tuple stays in the window (rows carried over) until its connection has
-  expired at a batch end, so windows and batch sizes do not change results.
+* A 4-tuple stays in the window (rows carried over; simple connections parked in
+  parked.py) until its connection has expired at a batch end, so windows and batch
+  sizes do not change results.
 Anything outside these assumptions (captures not in time order, files libpcap
 cannot read, read errors) returns None: the caller runs the reference pipeline.
 
@@ -59,8 +60,9 @@ from rstrace.diagnose import (
     tally_add,
 )
 from rstrace.model import Connection, Evidence, Segment, Unreachable
+from rstrace.parked import MAX_CHUNKS, Chunk, merge_chunks, stub_resent
 from rstrace.sources.capfile import ReadSummary, _holds_no_packets
-from rstrace.sources.columns import ROW, VROW, cat, decode_batch, take
+from rstrace.sources.columns import ROW, cat, decode_batch, take
 from rstrace.sources.prefetch import FileEntry, Prefetch, PrefetchError, prepare
 from rstrace.track import ConnectionTable
 
@@ -73,9 +75,7 @@ SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 MAX_SIMPLE_LEN = 16
 SMALL = 48  # below this many values, Python loops beat numpy's per-call overhead
 MAX_WINDOW_ROWS = 131072
-MAX_CHUNKS = 8  # parked chunks before they are merged (each window adds one)
 FLUSH_CONNS = 32768  # parked connections flushed (and aggregated) at a time at the end
-RAW_STUB = 8  # bytes kept of a parked packet that can never be evidence (_stub_resent)
 MAX_CUT_ROUNDS = 16  # connections found per 4-tuple and window; more: replayed whole
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -158,44 +158,6 @@ class _Emitted:
     cols: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
-class _Chunk:
-    """Parked rows of simple connections not yet expired, sorted by 4-tuple key (a
-    key's rows in time order), with per row the expiry of its connection and the
-    batch of its last packet. Rows that leave are only marked dead: the chunk is
-    rebuilt once most are, so a window costs a lookup per new key, not a copy of
-    everything parked."""
-
-    __slots__ = ("bufs", "e", "key", "lb", "live", "nlive", "orids", "raw", "rows")
-
-    def __init__(self, rows: np.ndarray, key: np.ndarray, e: np.ndarray, lb: np.ndarray) -> None:
-        self.rows, self.key, self.e, self.lb = rows, key, e, lb
-        self.live: np.ndarray | None = None  # None: all live
-        self.nlive = len(key)
-        rb = rows["rbuf"]
-        inb = rb >= 0
-        # Raw-byte buffers the rows point into (ids are small: a bincount finds them),
-        # and how many of their bytes live rows use.
-        self.bufs = set(np.flatnonzero(np.bincount(rb[inb])).tolist()) if inb.any() else set()
-        self.raw = int(rows["rlen"][inb].sum())
-        self.orids = set(rows["rid"][~inb].tolist())  # rows kept as objects
-
-    def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and keys at idx (live ones, whole connections) leave the chunk."""
-        if self.live is None:
-            self.live = np.ones(len(self.key), bool)
-        self.live[idx] = False
-        self.nlive -= len(idx)
-        out = take(self.rows, idx)
-        self.raw -= int(out["rlen"][out["rbuf"] >= 0].sum())
-        return out, self.key[idx]
-
-    def live_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if self.live is None:
-            return self.rows, self.key, self.e, self.lb
-        m = self.live
-        return take(self.rows, m), self.key[m], self.e[m], self.lb[m]
-
-
 def _tuple_key(rows: np.ndarray) -> np.ndarray:
     """A 64-bit key of a row's 4-tuple, the same in both directions (collisions are
     checked where the groups are used)."""
@@ -236,7 +198,7 @@ class FastAnalysis:
         self.pending: list[np.ndarray] = []
         self.npending = 0
         self.carry = np.zeros(0, ROW)  # rows of replayed connections still open
-        self.pchunks: list[_Chunk] = []  # parked simple connections
+        self.pchunks: list[Chunk] = []  # parked simple connections
         self.unmatched_done: set[int] = set()
         self._rowsets: list[np.ndarray] = []  # this window's rows, for evidence
         self._rowcols: dict[int, tuple[np.ndarray, ...]] = {}  # their columns
@@ -337,27 +299,10 @@ class FastAnalysis:
         back_rows = [self.carry]
         back_keys = [_tuple_key(self.carry)]
         uk = _uniq(newkey)
-        pend = pn[-1] if len(pn) else -1
         for ch in self.pchunks:
-            key_c = ch.key
-            # Touched by new packets: the rows of each key found (whole connections).
-            lo = np.searchsorted(key_c, uk, "left")
-            hi = np.searchsorted(key_c, uk, "right")
-            m = hi > lo
-            lo, ln = lo[m], (hi - lo)[m]
-            idx = np.repeat(lo - np.r_[0, np.cumsum(ln)[:-1]], ln) + np.arange(int(ln.sum()))
-            # Or expired at a batch end.
-            cand = np.flatnonzero(ch.e <= pend)
-            if ch.live is not None and len(cand):
-                cand = cand[ch.live[cand]]
-            if len(cand):
-                ip = np.maximum(np.searchsorted(pn, ch.e[cand], "left"),
-                                np.searchsorted(pb, ch.lb[cand], "left"))  # fmt: skip
-                idx = _uniq(np.concatenate([idx, cand[ip < len(pn)]]))
-            if ch.live is not None and len(idx):
-                idx = idx[ch.live[idx]]
+            idx = ch.due(uk, pb, pn)
             if len(idx):
-                r_b, k_b = ch.take(np.sort(idx))
+                r_b, k_b = ch.take(idx)
                 back_rows.append(r_b)
                 back_keys.append(k_b)
         chunks = []
@@ -402,16 +347,16 @@ class FastAnalysis:
         self.bufs = {b: v for b, v in self.bufs.items() if b in used}
         self.objs = {k: v for k, v in self.objs.items() if k in keep}
 
-    def _rebuild(self, chunks: list[_Chunk]) -> _Chunk:
+    def _rebuild(self, chunks: list[Chunk]) -> Chunk:
         """One chunk of the live rows of these, sorted by key; a single chunk's rows
         get fresh raw-byte storage (its old buffer is mostly bytes of rows that left)."""
         if len(chunks) == 1:
             rows, key, e, lb = chunks[0].live_parts()
             self._compact(rows)
-            return _Chunk(rows, key, e, lb)
+            return Chunk(rows, key, e, lb)
         parts = [ch.live_parts() for ch in chunks]
         chunks.clear()
-        return _Chunk(*_merge_chunks(parts))
+        return Chunk(*merge_chunks(parts))
 
     def _flush_parked(self, em: _Emitted, pb: np.ndarray, pn: np.ndarray) -> _Emitted:
         """Settle the parked connections nothing touched, at the end. They leave the
@@ -564,11 +509,11 @@ class FastAnalysis:
             carry_parts.append(self._replay(take(r, np.repeat(hard_seg, glen)), final, pb, pn, em))
         if park.any():
             prow = take(r, park)
-            _stub_resent(prow, sid[park], dirB[park])
+            stub_resent(prow, sid[park], dirB[park])
             # Raw bytes stay in the batch buffers until most of theirs are unused
             # (_window): in a flood most packets are parked, a copy would gain little.
             self.pchunks.append(
-                _Chunk(prow, k[park], np.repeat(El, glen)[park], np.repeat(last_b, glen)[park])
+                Chunk(prow, k[park], np.repeat(El, glen)[park], np.repeat(last_b, glen)[park])
             )
         return carry_parts
 
@@ -1329,51 +1274,6 @@ class FastAnalysis:
         _count_in_order(vals, col["detail"][sel], None, cap=None)
         for v, c in vals.items():
             agg.details[f"{name}={v}"] += c
-
-
-def _stub_resent(rows: np.ndarray, sid: np.ndarray, dirB: np.ndarray) -> None:
-    """Shorten the raw bytes of re-sent SYNs and SYN-ACKs (in place) to their first
-    RAW_STUB bytes. Evidence is a side's first SYN, first SYN-ACK and its RST
-    (track.py _finalize; the simple patterns pick the same), so a SYN or SYN-ACK
-    after one of its kind from the same side of the same connection never shows;
-    the tracker reads only the IP length fields of the rest (_ip_len)."""
-    f = rows["flags"] & 0x17
-    t = np.where(rows["kind"] != 0, 0, np.where(f == SYN, 1, np.where(f == SYN | ACK, 2, 0)))
-    m = np.flatnonzero(t > 0)
-    if len(m) < 2:
-        return
-    ck = sid[m].astype(np.int64) * 8 + dirB[m].astype(np.int64) * 4 + t[m]
-    _, first = np.unique(ck, return_index=True)
-    resent = np.ones(len(m), bool)
-    resent[first] = False
-    i = m[resent]
-    i = i[rows["rbuf"][i] >= 0]
-    rows["rlen"][i] = np.minimum(rows["rlen"][i], RAW_STUB)
-
-
-def _merge_chunks(
-    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Parked chunks as one, sorted by key. Keys are in one chunk each: a stable sort
-    by key keeps each 4-tuple's rows in time order. Each chunk is scattered into
-    place and let go (the rows are never held twice)."""
-    key_a = np.concatenate([ch[1] for ch in chunks])
-    o = np.argsort(key_a, kind="stable")
-    dest = np.empty(len(o), np.int64)
-    dest[o] = np.arange(len(o))
-    del o
-    out = [np.empty(len(key_a), ch.dtype) for ch in chunks[0]]
-    chunks.reverse()
-    at = 0
-    while chunks:
-        ch = chunks.pop()
-        d = dest[at : at + len(ch[1])]
-        out[0].view(VROW)[d] = ch[0].view(VROW)  # whole rows (columns.take)
-        for i in range(1, 4):
-            out[i][d] = ch[i]
-        at += len(ch[1])
-        del ch
-    return out[0], out[1], out[2], out[3]
 
 
 _NOTES: dict[str, tuple[str, ...]] = {}
