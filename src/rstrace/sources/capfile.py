@@ -567,42 +567,53 @@ class _Forked:
 
 
 def _compact(pkts: bytes, meta: bytes, layout: FastLayout) -> tuple[bytes, bytes]:
-    """The batch with its data/ACK frames cut after _KEEP bytes of IP+TCP (see _Forked)."""
+    """The batch with its data/ACK frames cut after _KEEP bytes of IP+TCP (see _Forked).
+
+    Nearly every frame goes over as one fixed-size row (one numpy copy for the batch):
+    a frame no longer than the row keeps its length (the rest of the row is unused),
+    a data/ACK frame is cut to it. Only longer frames that must stay whole (SYN, FIN,
+    RST, anything not plain TCP) and the last frames of the buffer go one by one.
+    """
     import numpy as np
 
     from rstrace.sources.columns import META
 
+    width = layout.ip_off + _KEEP
+    if len(pkts) < width:
+        return pkts, meta
     m = np.frombuffer(meta, META).copy()
     off = m["off"].astype(np.int64)
     cap = m["caplen"].astype(np.int64)
-    width = layout.ip_off + _KEEP
-    long = np.flatnonzero(cap > width)
-    if not len(long):
-        return pkts, meta
     buf = np.frombuffer(pkts, np.uint8)
-    o = off[long] + layout.ip_off
-    e = off[long] + layout.etype_off
-    et = (buf[e].astype(np.int64) << 8) | buf[e + 1]
-    b0 = buf[o]
-    total = (buf[o + 2].astype(np.int64) << 8) | buf[o + 3]
-    # As the tracker's header unpack reads them (IPv4 total length 0: _ip_len() then
-    # counts the captured bytes, so such a frame stays whole).
-    v4 = (et == 0x0800) & (b0 == 0x45) & ((buf[o + 6] & 0x1F) == 0) & (buf[o + 7] == 0)
-    v4 &= (buf[o + 9] == 6) & (total != 0)
-    v6 = (et == 0x86DD) & ((b0 >> 4) == 6) & (buf[o + 6] == 6)
-    flags = buf[o + np.where(v4, 20, 40) + 13]
-    cut = long[(v4 | v6) & ((flags & 7) == 0)]
-    if not len(cut):
-        return pkts, meta
-    cap[cut] = width
-    new_off = np.cumsum(cap) - cap
-    m["caplen"] = cap
-    m["off"] = new_off
+    whole = cap > width
+    long = np.flatnonzero(whole)
+    if len(long):
+        o = off[long] + layout.ip_off
+        e = off[long] + layout.etype_off
+        et = (buf[e].astype(np.int64) << 8) | buf[e + 1]
+        b0 = buf[o]
+        total = (buf[o + 2].astype(np.int64) << 8) | buf[o + 3]
+        # As the tracker's header unpack reads them (IPv4 total length 0: _ip_len() then
+        # counts the captured bytes, so such a frame stays whole).
+        v4 = (et == 0x0800) & (b0 == 0x45) & ((buf[o + 6] & 0x1F) == 0) & (buf[o + 7] == 0)
+        v4 &= (buf[o + 9] == 6) & (total != 0)
+        v6 = (et == 0x86DD) & ((b0 >> 4) == 6) & (buf[o + 6] == 6)
+        flags = buf[o + np.where(v4, 20, 40) + 13]
+        whole[long[(v4 | v6) & ((flags & 7) == 0)]] = False
+    rows = ~whole & (off + width <= len(pkts))
+    ri = np.flatnonzero(rows)
+    items = np.ndarray((len(pkts) - width + 1,), f"V{width}", pkts, 0, (1,))
+    block = items[off[ri]].tobytes()
+    new_off = np.empty_like(off)
+    new_off[ri] = np.arange(len(ri), dtype=np.int64) * width
+    cap[ri] = np.minimum(cap[ri], width)
+    oi = np.flatnonzero(~rows)
     mv = memoryview(pkts)
-    return (
-        b"".join([mv[a : a + c] for a, c in zip(off.tolist(), cap.tolist(), strict=True)]),
-        m.tobytes(),
-    )
+    rest = [mv[a : a + c] for a, c in zip(off[oi].tolist(), cap[oi].tolist(), strict=True)]
+    new_off[oi] = len(block) + np.cumsum(cap[oi]) - cap[oi]
+    m["off"] = new_off
+    m["caplen"] = cap
+    return b"".join([block, *rest]), m.tobytes()
 
 
 class Copies:
