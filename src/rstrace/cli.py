@@ -555,18 +555,21 @@ def demo(as_json: bool) -> None:
     port where nothing listens; diagnose names it; then the missing listener
     starts and the failures stop. Needs root (capture and tracefs); cleans up
     after itself."""
+    import json
+
     from rstrace.demo import run_demo
-    from rstrace.render.diagnosis import render_diagnosis_json, render_diagnosis_text
+    from rstrace.investigate import Investigation
+    from rstrace.render.diagnosis import diagnosis_dict, render_diagnosis_text
 
     def say(text: str) -> None:
         if not as_json:
             click.echo(text)
 
-    def show(inv: object) -> None:
-        if as_json:
-            sys.stdout.write(render_diagnosis_json(inv).replace("\n", "") + "\n")  # type: ignore[arg-type]
+    def show(inv: Investigation) -> None:
+        if as_json:  # one window per line
+            sys.stdout.write(json.dumps(diagnosis_dict(inv)) + "\n")
         else:
-            render_diagnosis_text(inv, sys.stdout)  # type: ignore[arg-type]
+            render_diagnosis_text(inv, sys.stdout)
             click.echo("")
 
     run_demo(say, show)

@@ -14,6 +14,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rstrace.investigate import Investigation
 
 CLIENT_NAME = "metrics-push"
 LISTENER_NAME = "metrics-sink"
@@ -121,11 +125,11 @@ class Helper:
 
 def run_demo(
     say: Callable[[str], None],
-    show: Callable[[object], None],
+    show: Callable[[Investigation], None],
     *,
     broken_s: float = 6.0,
     fixed_s: float = 4.0,
-) -> tuple[object, object]:
+) -> tuple[Investigation, Investigation]:
     """Play the case study; return the two investigations (broken, fixed)."""
     from rstrace.investigate import investigate
 
@@ -159,10 +163,6 @@ def run_demo(
     return broken, fixed
 
 
-def _failures_to(inv: object, port: int) -> int:
+def _failures_to(inv: Investigation, port: int) -> int:
     """Failed connections to 127.0.0.1:port in one investigation."""
-    return sum(
-        f.count
-        for f in inv.findings  # type: ignore[attr-defined]
-        if f.server == "127.0.0.1" and port in f.ports
-    )
+    return sum(f.count for f in inv.findings if f.server == "127.0.0.1" and port in f.ports)

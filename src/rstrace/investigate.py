@@ -25,6 +25,7 @@ from rstrace.sources import counters as counters_src
 from rstrace.sources import firewall, host, procinfo, sockets
 from rstrace.sources.bpf import control_filter
 from rstrace.sources.decode import DecodeStats, decode_frame
+from rstrace.track import ConnectionTable
 
 POLL_S = 0.1
 """How long one poll of the capture handles waits for packets."""
@@ -100,7 +101,7 @@ def investigate(
     on_ready(interfaces, kernel_on) is called once every source is open.
     """
     missing: list[str] = []
-    warnings: list[str] = []
+    warnings: list[str] = []  # what went wrong during the window (missing: never opened)
     if netns is not None:
         from rstrace.sources import netns as netns_src
 
@@ -112,13 +113,11 @@ def investigate(
     view.sysctls = _sysctls(missing)
     view.conntrack_before = _conntrack()
 
-    table_cls, diag = _tracker()
-    table = table_cls()
+    table = ConnectionTable()
+    diag = Diagnoser()
     tuples = _Tuples()
     dstats = DecodeStats()
     events: list[KernelEvent] = []
-    start_ts = _now_us()
-    deadline = time.monotonic() + duration_s
     next_sockets = 0.0
     cap = None
     kt = None
@@ -174,6 +173,8 @@ def investigate(
         finally:
             gc.set_threshold(*old_gc)
         cap_ifaces, packets, dropped = _capture_totals(cap)
+        if cap is not None:  # interfaces that failed during the window (the first are in missing)
+            warnings += [w for w in cap.warnings if f"packets: {w}" not in missing]
         lost = kt.lost() if kt is not None else 0
     if next_sockets != float("inf"):
         _sample_sockets(view, missing, connecting)
@@ -187,7 +188,7 @@ def investigate(
     if fw_before is not None and fw_after:
         view.firewall = firewall.moved(fw_before, fw_after)
     view.events = events
-    view.tuples = {k: v for k, v in tuples.by_key.items()}
+    view.tuples = dict(tuples.by_key)
     view.final_kind = diag.final_kind
     attributions = attribute(findings, view, window_s)
     # Failures no packet showed (connect() errors before any packet left).
@@ -248,12 +249,6 @@ def _local_addrs() -> set[str]:
             if a.family in (socket.AF_INET, socket.AF_INET6):
                 out.add(norm_addr(a.address.split("%", 1)[0]))
     return out
-
-
-def _tracker():  # type: ignore[no-untyped-def]
-    from rstrace.track import ConnectionTable
-
-    return ConnectionTable, Diagnoser()
 
 
 def _read_counters(missing: list[str]) -> dict[str, int]:
