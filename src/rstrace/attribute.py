@@ -172,6 +172,11 @@ def attribute(findings: list[Finding], view: HostView, window_s: float) -> list[
         tuples = _finding_tuples(f, view)
         a = Attribution(headline="")
         a.clients = _client_processes(tuples, by_tuple, view)
+        if tuples and len(tuples) < f.count:
+            # Only a bounded sample of 4-tuples is kept per client address (investigate.py):
+            # scale each process's share of the sample to the finding's count.
+            for c in a.clients:
+                c.count = round(c.count * f.count / len(tuples))
         a.server_local = bool(f.server) and norm_addr(f.server or "") in view.local_addrs
         if f.server and f.ports and a.server_local and f.kind != "scan":
             _server_side(a, f, view)
