@@ -113,7 +113,7 @@ def investigate(
     view.sysctls = _sysctls(missing)
     view.conntrack_before = _conntrack()
 
-    table = ConnectionTable()
+    table = ConnectionTable(uids=False)
     diag = Diagnoser()
     tuples = _Tuples()
     dstats = DecodeStats()

@@ -388,8 +388,10 @@ class ConnectionTable:
     connections returned over feed() + flush() does not depend on it.
     """
 
-    def __init__(self, verify_checksums: bool = False) -> None:
+    def __init__(self, verify_checksums: bool = False, *, uids: bool = True) -> None:
         self.verify_checksums = verify_checksums
+        # Zeek's uid costs a blake2b per connection; live diagnose never prints it.
+        self.uids = uids
         self._conns: dict[tuple[str, int, str, int], _Conn] = {}
         self._heap: list[tuple[float, int, _Conn]] = []
         self._tick = itertools.count()
@@ -1311,7 +1313,7 @@ class ConnectionTable:
         evidence.sort(key=lambda e: e.ts)
         return Connection(
             ts=c.start,
-            uid=_uid(c.first, c.start),
+            uid=_uid(c.first, c.start) if self.uids else "",
             orig_h=o.addr,
             orig_p=o.port,
             resp_h=r.addr,
