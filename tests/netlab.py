@@ -61,6 +61,16 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
+def as_nobody(argv: Sequence[str]) -> list[str]:
+    """argv run as user nobody without capabilities (setpriv from util-linux).
+
+    Not preexec_fn=os.setuid: that exec fails with EACCES when the interpreter is a
+    symlink into root's home (a pyenv venv), while setpriv's works.
+    """
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+            "--bounding-set=-all", *argv]  # fmt: skip
+
+
 def check_addr(addr: str) -> str:
     """Return *addr* if it is inside the lab's allowed ranges, else raise ValueError."""
     ip = ipaddress.ip_address(addr)

@@ -261,12 +261,10 @@ def _finding_any(res: dict, kind: str) -> dict:
 
 
 def test_without_root_it_says_what_it_could_not_see(tmp_path: Path) -> None:
-    setpriv = shutil.which("setpriv")
-    assert setpriv, "setpriv (util-linux) is needed to drop privileges"
+    assert shutil.which("setpriv"), "setpriv (util-linux) is needed to drop privileges"
     env = dict(os.environ, HOME=str(tmp_path))
-    argv = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-            "--inh-caps=-all", "--bounding-set=-all",
-            sys.executable, "-m", "rstrace", "diagnose", "--json", "--duration", "1"]  # fmt: skip
+    argv = netlab.as_nobody([sys.executable, "-m", "rstrace", "diagnose", "--json",
+                             "--duration", "1"])  # fmt: skip
     run = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env,
                          cwd=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr

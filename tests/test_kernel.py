@@ -492,13 +492,11 @@ def test_unprivileged_gets_one_line_kernel_unavailable() -> None:
         "    print('unavailable:', exc)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        netlab.as_nobody([sys.executable, "-c", code]),
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
-        user=65534,
-        group=65534,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
     )
     assert out.stderr == ""

@@ -212,10 +212,9 @@ def test_netns_errors_are_one_line() -> None:
                        capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
     assert p.returncode == 2 and "is not a network namespace name" in p.stderr
     with netlab.lab("single") as lb:
-        p = subprocess.run(
-            [sys.executable, "-m", "rstrace", "stats", "--netns", lb.client],
+        p = subprocess.run(  # as nobody: setns(2) must refuse
+            netlab.as_nobody([sys.executable, "-m", "rstrace", "stats", "--netns", lb.client]),
             capture_output=True, text=True, cwd=ROOT, timeout=60,
-            preexec_fn=lambda: os.setuid(65534),  # nobody: setns(2) must refuse
         )  # fmt: skip
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith(f"rstrace: error: entering network namespace {lb.client!r} "
@@ -249,9 +248,8 @@ def test_enter_from_a_thread_is_refused() -> None:
 @pytest.mark.root
 def test_stats_needs_no_root_without_netns() -> None:
     p = subprocess.run(
-        [sys.executable, "-m", "rstrace", "stats", "-i", "0.1", "--json"],
+        netlab.as_nobody([sys.executable, "-m", "rstrace", "stats", "-i", "0.1", "--json"]),
         capture_output=True, text=True, cwd=ROOT, timeout=60,
-        preexec_fn=lambda: os.setuid(65534),  # nobody
     )  # fmt: skip
     assert p.returncode == 0 and p.stderr == "", p.stderr
     doc = json.loads(p.stdout)
