@@ -27,6 +27,7 @@ import json
 import os
 import queue
 import secrets
+import shutil
 import signal
 import struct
 import subprocess
@@ -61,14 +62,52 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
+_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+           "--bounding-set=-all"]  # fmt: skip
+_nobody_python: list[str] | None = None
+
+
 def as_nobody(argv: Sequence[str]) -> list[str]:
     """argv run as user nobody without capabilities (setpriv from util-linux).
 
-    Not preexec_fn=os.setuid: that exec fails with EACCES when the interpreter is a
-    symlink into root's home (a pyenv venv), while setpriv's works.
+    When argv[0] is this interpreter and nobody cannot import rstrace with it (the
+    checkout or venv lives in root's home, mode 700, as on a fresh machine's
+    /root/rstrace), the base interpreter runs instead, with a world-readable copy
+    of this environment's site-packages on PYTHONPATH (made once, removed at exit).
     """
-    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-            "--bounding-set=-all", *argv]  # fmt: skip
+    argv = list(argv)
+    if argv and argv[0] == sys.executable:
+        argv = _python_for_nobody() + argv[1:]
+    return [*_NOBODY, *argv]
+
+
+def _python_for_nobody() -> list[str]:
+    global _nobody_python
+    if _nobody_python is not None:
+        return _nobody_python
+    probe = subprocess.run([*_NOBODY, sys.executable, "-c", "import rstrace, click, pcapy"],
+                           capture_output=True, cwd="/", timeout=60, check=False)  # fmt: skip
+    if probe.returncode == 0:
+        _nobody_python = [sys.executable]
+        return _nobody_python
+    import atexit
+    import site
+    import sysconfig
+    import tempfile
+
+    copy = Path(tempfile.mkdtemp(prefix="rstrace-nobody-"))
+    atexit.register(shutil.rmtree, copy, True)
+    copy.chmod(0o755)
+    dirs = dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"]])
+    for i, d in enumerate(dirs):
+        if Path(d).is_dir():
+            shutil.copytree(d, copy / str(i), symlinks=True)
+    for p in copy.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    path = ":".join(str(copy / str(i)) for i in range(len(dirs)) if (copy / str(i)).is_dir())
+    base = getattr(sys, "_base_executable", None) or shutil.which("python3") or "python3"
+    _nobody_python = ["env", f"PYTHONPATH={path}", base]
+    return _nobody_python
 
 
 def check_addr(addr: str) -> str:

@@ -360,8 +360,7 @@ def test_no_permission_is_one_line() -> None:
     """Without root or CAP_NET_RAW (setpriv to nobody, no capabilities) capture stops at once
     with one line that says what is missing."""
     res = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-         sys.executable, "-m", "rstrace", "capture", "-c", "1"],
+        netlab.as_nobody([sys.executable, "-m", "rstrace", "capture", "-c", "1"]),
         capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )  # fmt: skip

@@ -388,8 +388,8 @@ def test_unprivileged_user_sees_queues_but_not_roots_processes() -> None:
     try:
         port = lsn.getsockname()[1]
         p = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-             sys.executable, "-m", "rstrace", "sockets", "--json", "--port", str(port)],
+            netlab.as_nobody([sys.executable, "-m", "rstrace", "sockets", "--json", "--port",
+                              str(port)]),
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     finally:
