@@ -66,3 +66,21 @@ def test_words() -> None:
     assert how_often(12.34) == "12.3 times a second"
     assert norm_addr("::ffff:127.0.0.1") == "127.0.0.1"
     assert norm_addr("2001:DB8::1") == "2001:db8::1"
+
+
+def test_headline_agrees_with_several_processes() -> None:
+    from rstrace.attribute import Attribution, ClientProcess, headline
+
+    f = _finding("refused", server="127.0.0.1", port=7211, count=6)
+    one = Attribution(headline="", clients=[ClientProcess(7, "pusher", 6, None)],
+                      server_local=True)  # fmt: skip
+    assert headline(f, one, 3.0) == (
+        "`pusher` (pid 7) connects to 127.0.0.1:7211 twice a second and is refused: "
+        "nothing listens on 7211."
+    )
+    pushers = [ClientProcess(p, "pusher", 2, None) for p in (7, 8, 9)]
+    three = Attribution(headline="", server_local=True, clients=pushers)
+    assert headline(f, three, 3.0) == (
+        "`pusher` (3 processes: pids 7, 8, 9) connect to 127.0.0.1:7211 twice a second and "
+        "are refused: nothing listens on 7211."
+    )

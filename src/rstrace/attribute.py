@@ -464,6 +464,10 @@ def _who(a: Attribution) -> str:
         bits.append(f"unit {p.unit}")
     if p is not None and getattr(p, "container", None):
         bits.append(f"container {p.container}")
+    if len(a.clients) > 1 and len({x.comm for x in a.clients}) == 1:
+        pids = ", ".join(str(x.pid) for x in a.clients[:3])
+        more = ", ..." if len(a.clients) > 3 else ""
+        return f"`{c.comm}` ({len(a.clients)} processes: pids {pids}{more})"
     who = f"`{c.comm}` ({', '.join(bits)})"
     if len(a.clients) > 1:
         who += f" and {len(a.clients) - 1} more process{'es' if len(a.clients) > 2 else ''}"
@@ -481,8 +485,18 @@ def headline(f: Finding, a: Attribution, window_s: float) -> str:
     """The one sentence a person on call needs first."""
     host = f"[{f.server}]" if f.server and ":" in f.server else (f.server or "?")
     dest = f"{host}:{f.ports[0]}" if len(f.ports) == 1 else f"{host} ({len(f.ports)} ports)"
-    who = _who(a) or (", ".join(f.clients[:2]) if f.clients else "a client")
+    more = f" and {len(f.clients) - 2} more" if len(f.clients) > 2 else ""
+    who = _who(a) or (", ".join(f.clients[:2]) + more if f.clients else "a client")
+    many = len(a.clients) > 1 or (not a.clients and len(f.clients) > 1)
+
+    def v(singular: str) -> str:
+        """The verb agreeing with who: several processes or clients take the plural."""
+        plural = {"is": "are", "connects": "connect", "gets": "get", "uses": "use",
+                  "fails": "fail", "it": "them"}  # fmt: skip
+        return plural.get(singular, singular) if many else singular
+
     often = how_often(f.rate) if f.count > 1 else "once"
+    tries = f"{who} {v('connects')} to {dest} {often} and"
     port = f.ports[0] if f.ports else "?"
     if f.kind == "refused":
         if a.listener is not None and a.listener_gone:
@@ -496,33 +510,34 @@ def headline(f: Finding, a: Attribution, window_s: float) -> str:
                 why += f" (the {a.service} port)"
         else:
             why = f"nothing listens on {port} there"
-        return f"{who} connects to {dest} {often} and is refused: {why}."
+        return f"{tries} {v('is')} refused: {why}."
     if f.kind == "timeout":
         why = "no answer, the SYNs time out"
         if a.firewall_rules:
             why = f"a firewall drops the SYNs ({a.firewall_rules[0].split(': ')[0]})"
         elif a.notes:
             why = a.notes[0]
-        return f"{who} connects to {dest} {often} and gets no answer: {why}."
+        return f"{tries} {v('gets')} no answer: {why}."
     if f.kind == "listen-overflow":
         if a.listener is not None:
             lst = a.listener.listener
-            return (f"{who} connects to {dest} {often} and is not accepted: the accept queue "
+            return (f"{tries} {v('is')} not accepted: the accept queue "
                     f"of {_owner(a.listener)} is full ({lst.accept_queue} waiting, backlog "
                     f"{lst.backlog}).")  # fmt: skip
-        return f"{who} connects to {dest} {often} and is not accepted: the accept queue is full."
+        return f"{tries} {v('is')} not accepted: the accept queue is full."
     if f.kind == "firewall-reject":
         rule = f" ({a.firewall_rules[0].split(': ')[0]})" if a.firewall_rules else ""
-        return f"{who} connects to {dest} {often} and a firewall rejects it with a reset{rule}."
+        return f"{tries} a firewall rejects {v('it')} with a reset{rule}."
     if f.kind == "unreachable":
-        return f"{who} connects to {dest} {often} and gets ICMP unreachable."
+        return f"{tries} {v('gets')} ICMP unreachable."
     if f.kind == "abort":
         sent = [r for r in a.kernel_reasons if r.startswith("sent")]
         reason = sent[0] if sent else next(iter(a.kernel_reasons), None)
         return (f"Connections of {who} with {dest} are reset mid-stream {often}"
                 + (f" (kernel: {reason})" if reason else "") + ".")  # fmt: skip
     if f.kind == "stale":
-        return f"{who} uses connections to {dest} that the other side no longer knows ({often})."
+        return (f"{who} {v('uses')} connections to {dest} that the other side no longer "
+                f"knows ({often}).")  # fmt: skip
     if f.kind == "half-open":
         owner = f" of {_owner(a.listener)}" if a.listener is not None else ""
         return (f"Handshakes to the listener{owner} on {dest} are never completed by "
@@ -535,5 +550,5 @@ def headline(f: Finding, a: Attribution, window_s: float) -> str:
     if f.kind == "local":
         err = next(iter(f.details.get("errno", {})), "an error")  # type: ignore[call-overload]
         where = f" to {dest}" if f.server else ""
-        return f"{who} fails to connect{where} {often} before any packet leaves: {err}."
+        return f"{who} {v('fails')} to connect{where} {often} before any packet leaves: {err}."
     return f"{f.kind} at {dest} ({often})."
