@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ from rstrace.diagnose import Verdict
 from rstrace.explain import hhmmss
 from rstrace.model import ExpectedListener, Finding, KernelEvent, Listener, Process, SockInfo
 from rstrace.sources.host import ConntrackState
+from rstrace.sources.kernel import CONNECT_ERRORS, FD_ERRORS
 
 Tuple4 = tuple[str, int, str, int]
 
@@ -46,12 +47,9 @@ KIND_COUNTERS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-# Errors of connect()/socket()/accept() that mean no packet left (or none could):
-# ECONNREFUSED, ETIMEDOUT, EINPROGRESS... come after packets and are the packet rules' job.
-LOCAL_ERRNOS = frozenset({
-    "EADDRNOTAVAIL", "EADDRINUSE", "ENETUNREACH", "EHOSTUNREACH", "EMFILE", "ENFILE",
-    "ENOBUFS", "ENOMEM", "EPERM", "EACCES",
-})  # fmt: skip
+# Errors of connect()/socket()/accept() that mean no packet left (or none could): the
+# ones the kernel source traces. ECONNREFUSED, ETIMEDOUT... are the packet rules' job.
+LOCAL_ERRNOS = frozenset(CONNECT_ERRORS + FD_ERRORS)
 
 
 # kfree_skb reasons that corroborate a kind (prefixes). kfree_skb has no addresses, so
@@ -101,15 +99,13 @@ class HostView:
     owner_cache: dict[int, list[Process]] = field(default_factory=dict)
     dest_owners: dict[tuple[str, int], list[Process]] = field(default_factory=dict)
     """(remote addr, port) -> owners of a connecting socket to it (first seen)."""
-    pid_in_netns: dict[int, bool | None] = field(default_factory=dict)
-    """pid -> in our namespace, checked when its failing syscall was read."""
     """Socket inode -> its processes, looked up once per inode."""
     """Owners of non-listening sockets by (local addr, port, remote addr, port)."""
 
     def sample(self, listeners: Iterable[Listener], socks: Iterable[SockInfo],
                owners: dict[int, list[Process]]) -> None:  # fmt: skip
         """Fold one sample of sock_diag + the /proc fd scan into the view."""
-        now = _now_us()
+        now = time.time_ns() // 1000
         self.listening_now = set()
         for lst in listeners:
             key = (norm_addr(lst.addr), lst.port)
@@ -208,8 +204,9 @@ def local_findings(view: HostView, window_s: float) -> list[tuple[Finding, Attri
             continue
         if e.event == "connect" and e.family not in (4, 6, None):
             continue  # a unix socket's connect()
-        if not view.pid_in_netns.get(e.pid):
-            continue  # another namespace's process, or one gone before we could look
+        if view.netns_inode is not None and e.netns != view.netns_inode:
+            continue  # another namespace's process (the source reads it with the event),
+            # or one gone before it could look
         key = (e.pid, e.comm, e.errno, e.daddr, e.dport)
         groups.setdefault(key, []).append(e)
     out = []
@@ -413,16 +410,6 @@ def _conntrack_note(a: Attribution, f: Finding, view: HostView) -> None:
         a.notes.append(text)
 
 
-def in_namespace(pid: int, inode: int | None) -> bool | None:
-    """Is process pid in the network namespace with this inode? None: it is gone."""
-    if inode is None:
-        return True
-    try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino == inode
-    except OSError:
-        return None
-
-
 def _process(pid: int) -> Process | None:
     from rstrace.sources import procinfo
 
@@ -432,12 +419,6 @@ def _process(pid: int) -> Process | None:
 def _expected(x: ExpectedListener) -> str:
     what = f"{x.unit} ({x.directive})"
     return f"{what}, a guess" if x.guess else what
-
-
-def _now_us() -> int:
-    import time
-
-    return time.time_ns() // 1000
 
 
 # -- words -----------------------------------------------------------------------

@@ -244,6 +244,9 @@ def explain(f: Finding, window_s: float) -> tuple[str, list[str]]:
 
 LOCAL_ERRORS = {
     "EADDRNOTAVAIL": "no free local port (or the source address is gone)",
+    "EADDRINUSE": "the local address and port it bound are taken",
+    "ENOBUFS": "the kernel had no buffer memory for the socket",
+    "ENOMEM": "the kernel had no memory for the socket",
     "ENETUNREACH": "no route to that network",
     "EHOSTUNREACH": "no route to that host",
     "EMFILE": "the process has no free file descriptor (RLIMIT_NOFILE)",

@@ -11,18 +11,18 @@ run (not root, no tracefs, no nft) the window still runs with the others and
 from __future__ import annotations
 
 import gc
-import os
 import socket
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from rstrace.attribute import Attribution, HostView, attribute, in_namespace, norm_addr
+from rstrace.attribute import Attribution, HostView, attribute, norm_addr
 from rstrace.diagnose import Diagnoser, Verdict, build_findings
 from rstrace.model import Connection, Finding, KernelEvent
 from rstrace.sources import counters as counters_src
 from rstrace.sources import firewall, host, procinfo, sockets
+from rstrace.sources import netns as netns_src
 from rstrace.sources.bpf import control_filter
 from rstrace.sources.decode import DecodeStats, decode_frame
 from rstrace.track import ConnectionTable
@@ -103,8 +103,6 @@ def investigate(
     missing: list[str] = []
     warnings: list[str] = []  # what went wrong during the window (missing: never opened)
     if netns is not None:
-        from rstrace.sources import netns as netns_src
-
         netns_src.enter(netns)  # raises a one-line error when it cannot
 
     view = HostView(netns=netns, netns_inode=_netns_inode(), local_addrs=_local_addrs())
@@ -160,7 +158,7 @@ def investigate(
                 else:
                     time.sleep(min(POLL_S, max(deadline - now_mono, 0.0)))
                 if kt is not None:
-                    _take_events(kt.poll(), events, view)
+                    events.extend(kt.poll())
                 if now_mono >= next_sockets:
                     _sample_sockets(view, missing, connecting)
                     next_sockets = now_mono + SOCKETS_EVERY_S
@@ -169,7 +167,7 @@ def investigate(
             end_ts = _now_us()
             finish(table.flush(), end_ts)
             if kt is not None:
-                _take_events(kt.poll(), events, view)
+                events.extend(kt.poll())
         finally:
             gc.set_threshold(*old_gc)
         cap_ifaces, packets, dropped = _capture_totals(cap)
@@ -214,25 +212,13 @@ def investigate(
     )
 
 
-def _take_events(new: list[KernelEvent], events: list[KernelEvent], view: HostView) -> None:
-    """Keep the events; note at once whether each failing syscall's process is in our
-    namespace (it runs in the caller's context, but the caller may exit before the end)."""
-    events.extend(new)
-    for e in new:
-        if e.errno is not None and e.pid not in view.pid_in_netns:
-            if e.netns is not None:  # the source looked when it read the event
-                view.pid_in_netns[e.pid] = view.netns_inode in (None, e.netns)
-            else:
-                view.pid_in_netns[e.pid] = in_namespace(e.pid, view.netns_inode)
-
-
 def _now_us() -> int:
     return time.time_ns() // 1000
 
 
 def _netns_inode() -> int | None:
     try:
-        return os.stat("/proc/self/ns/net").st_ino
+        return netns_src.inode()
     except OSError:
         return None
 
@@ -260,11 +246,8 @@ def _read_counters(missing: list[str]) -> dict[str, int]:
 
 
 def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    out = {}
-    for name, value in after.items():
-        if name in before and value > before[name]:
-            out[name] = value - before[name]
-    return out
+    """Counters that went up (a counter the kernel had not printed yet counts from 0)."""
+    return {k: n for k, n in counters_src.deltas(before, after).items() if n > 0}
 
 
 def _firewall(missing: list[str]) -> dict[firewall.RuleKey, firewall.Rule] | None:

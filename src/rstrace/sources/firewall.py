@@ -176,7 +176,8 @@ def moved(before: dict[RuleKey, Rule], after: dict[RuleKey, Rule]) -> list[RuleD
         old = before.get(key)
         if rule.packets is None:
             continue
-        delta = rule.packets - (old.packets or 0 if old is not None else 0)
+        was = old.packets if old is not None and old.packets is not None else 0
+        delta = rule.packets - was
         if delta > 0:
             out.append(RuleDelta(rule, delta))
     out.sort(key=lambda d: -d.packets)
